@@ -1,0 +1,199 @@
+"""The ``"torch"`` backend of ``selective_scan``: a time-blocked scan with an analytic backward.
+
+Design (it mirrors mamba-ssm's CUDA kernel; see ``shared/reference/selective-scan-cpu.md``):
+
+* time is processed in cache-sized blocks of ``T`` steps, with the state kept in fp32;
+* only the state at each block boundary is saved for backward, so training memory is
+  O(b·d·L), never O(b·d·n·L);
+* backward recomputes the states of a block and runs the same recurrence in reverse for the
+  state gradient ``g_t = C_t·dy_t + a_{t+1}·g_{t+1}``;
+* inside a block, when a time step holds few elements (small ``b·d·n``), a two-level scan
+  (independent sub-chunks, then a carry pass) replaces the plain loop to cut per-op overhead;
+* the log-decay ``Δ·A`` is clamped at ``LOG_DECAY_MIN`` before ``exp`` (no underflow, no
+  denormals), unless the inputs show it cannot go below.
+
+Authors
+ * speechbrain-crossmamba contributors
+"""
+
+import torch
+
+LOG_DECAY_MIN = -80.0
+# Elements (b·d·n) in one block buffer: ~1 MB of fp32, which stays in cache.
+_BLOCK_ELEMENTS = 2**18
+# With fewer elements per time step, the two-level inner scan beats the plain loop.
+_SEQUENTIAL_MIN_ELEMENTS = 2**12
+
+
+def _plan(L, E):
+    """Returns (block length T, sub-chunk length s) for L steps of E elements each."""
+    T = 32
+    while T * 2 * E <= _BLOCK_ELEMENTS and T < 4096:
+        T *= 2
+    T = min(T, L)
+    if E >= _SEQUENTIAL_MIN_ELEMENTS or T <= 16:
+        return T, T
+    s = 4
+    while s * s < T:
+        s *= 2
+    return T, s
+
+
+def _scan_(a, x, carry, s, work, reverse=False):
+    """Solves a linear recurrence in place along dim 0 of ``x``, in sub-chunks of ``s`` steps.
+
+    Forward: ``x[t] += a[t] * x[t-1]`` with ``x[-1] = carry``.
+    Reverse: ``x[t] += a[t+1] * x[t+1]`` with ``a[T] * x[T] = carry``.
+    ``carry`` may be None (zero). ``a`` is left unchanged; ``work`` is a buffer like ``a``.
+    """
+    Tp = x.shape[0]
+    nsub = Tp // s
+    xv = x.view(nsub, s, *x.shape[1:]).unbind(1)
+    av = a.view(nsub, s, *a.shape[1:]).unbind(1)
+    steps = range(s - 2, -1, -1) if reverse else range(1, s)
+    shift = 1 if reverse else -1
+    if nsub == 1 and carry is not None:  # plain loop: start from the carry
+        if reverse:
+            xv[-1].add_(carry)
+        else:
+            xv[0].addcmul_(av[0], carry)
+        carry = None
+    for j in steps:
+        xv[j].addcmul_(av[j + (1 if reverse else 0)], xv[j + shift])
+    if nsub == 1:
+        return
+    # P[i, j]: product of the decays that carry the state from the sub-chunk's edge to step j.
+    pv = work[:Tp].view(nsub, s, *a.shape[1:])
+    pl = pv.unbind(1)
+    if reverse:
+        pl[-1].fill_(1.0)
+    else:
+        pl[0].copy_(av[0])
+    for j in steps:
+        torch.mul(pl[j + shift], av[j + (1 if reverse else 0)], out=pl[j])
+    xs = x.view(nsub, s, *x.shape[1:])
+    a0 = a.view(nsub, s, *a.shape[1:])
+    for i in reversed(range(nsub)) if reverse else range(nsub):
+        if carry is not None:
+            xs[i].addcmul_(pv[i], carry)
+        carry = a0[i, 0] * xs[i, 0] if reverse else xs[i, -1]
+
+
+class _Blocks:
+    """Time-major inputs plus reusable (T, b, g, dg, n) block buffers."""
+
+    def __init__(self, uT, dT, A, BT, CT, plan, nbuf):
+        self.uT, self.dT, self.A, self.BT, self.CT = uT, dT, A, BT, CT
+        self.duT = dT * uT
+        self.L = uT.shape[0]
+        self.T, self.s = plan
+        Tp = -(-self.T // self.s) * self.s
+        shape = (Tp,) + uT.shape[1:] + A.shape[-1:]
+        self.bufs = [torch.empty(shape, device=uT.device) for _ in range(nbuf)]
+        extremes = torch.stack([dT.min(), dT.max()])[:, None] * torch.stack([A.min(), A.max()])
+        self.clamp = bool(extremes.min() < LOG_DECAY_MIN) if dT.numel() else False
+        self.starts = list(range(0, self.L, self.T))
+
+    def span(self, k):
+        t0 = self.starts[k]
+        t1 = min(t0 + self.T, self.L)
+        return t0, t1, -(-(t1 - t0) // self.s) * self.s
+
+    def fill(self, k):
+        """Writes the decays a_t and the inputs Δu·B of block k; returns (a, x) padded views."""
+        t0, t1, Tp = self.span(k)
+        Tb = t1 - t0
+        a, x = self.bufs[0][:Tp], self.bufs[1][:Tp]
+        torch.mul(self.dT[t0:t1, ..., None], self.A, out=a[:Tb])
+        if self.clamp:
+            a[:Tb].clamp_(min=LOG_DECAY_MIN)
+        a[:Tb].exp_()
+        torch.mul(self.duT[t0:t1, ..., None], self.BT[t0:t1, :, :, None, :], out=x[:Tb])
+        if Tp > Tb:  # padding steps are no-ops: decay 1, input 0
+            a[Tb:].fill_(1.0)
+            x[Tb:].zero_()
+        return a, x
+
+
+def _bmm(x, y, out):
+    """Batched matmul over the leading (t, b, g) dims."""
+    lead = x.shape[:3]
+    res = torch.bmm(x.reshape(-1, *x.shape[3:]), y.reshape(-1, *y.shape[3:]))
+    out.copy_(res.reshape(*lead, *res.shape[1:]).squeeze(-1).squeeze(-2).reshape(out.shape))
+
+
+class SelectiveScanTorch(torch.autograd.Function):
+    """Core scan ``h_t = exp(Δ_t A) h_{t-1} + Δ_t u_t B_t``, ``y_t = C_t·h_t``, in fp32.
+
+    Shapes: u, delta (b, d, L); A (d, n); B, C (b, g, n, L). Returns y (b, d, L) and the
+    last state (b, d, n).
+    """
+
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C):
+        b, d, L = u.shape
+        g, n = B.shape[1], B.shape[2]
+        uT = u.permute(2, 0, 1).reshape(L, b, g, d // g).contiguous()
+        dT = delta.permute(2, 0, 1).reshape(L, b, g, d // g).contiguous()
+        BT = B.permute(3, 0, 1, 2).contiguous()
+        CT = C.permute(3, 0, 1, 2).contiguous()
+        blk = _Blocks(uT, dT, A.reshape(g, d // g, n), BT, CT, _plan(L, b * d * n), 3)
+        yT = torch.empty_like(uT)
+        boundaries = torch.zeros((len(blk.starts),) + blk.bufs[0].shape[1:], device=u.device)
+        h = None
+        for k in range(len(blk.starts)):
+            t0, t1, _ = blk.span(k)
+            if h is not None:
+                boundaries[k].copy_(h)
+            a, x = blk.fill(k)
+            _scan_(a, x, h, blk.s, blk.bufs[2])
+            _bmm(x[: t1 - t0], CT[t0:t1, ..., None], yT[t0:t1])
+            h = x[t1 - t0 - 1].clone()
+        ctx.save_for_backward(uT, dT, blk.A, BT, CT, boundaries)
+        ctx.plan = (blk.T, blk.s)
+        return yT.reshape(L, b, d).permute(1, 2, 0), h.reshape(b, d, n)
+
+    @staticmethod
+    def backward(ctx, dy, dlast):
+        uT, dT, A, BT, CT, boundaries = ctx.saved_tensors
+        L, b, g, dg = uT.shape
+        n = A.shape[-1]
+        dyT = dy.permute(2, 0, 1).reshape(L, b, g, dg).contiguous()
+        blk = _Blocks(uT, dT, A, BT, CT, ctx.plan, 4)
+        du, ddelta = torch.empty_like(uT), torch.empty_like(dT)
+        dB, dC = torch.empty_like(BT), torch.empty_like(CT)
+        dA = torch.zeros_like(A)
+        carry = None if dlast is None else dlast.reshape(b, g, dg, n).float()
+        for k in reversed(range(len(blk.starts))):
+            t0, t1, Tp = blk.span(k)
+            Tb = t1 - t0
+            h0 = boundaries[k]
+            a, H = blk.fill(k)
+            work, grad = blk.bufs[2][:Tp], blk.bufs[3][:Tp]
+            _scan_(a, H, h0, blk.s, work)
+            torch.mul(dyT[t0:t1, ..., None], CT[t0:t1, :, :, None, :], out=grad[:Tb])
+            if Tp > Tb:
+                grad[Tb:].zero_()
+            _scan_(a, grad, carry, blk.s, work, reverse=True)
+            a, H, gt = a[:Tb], H[:Tb], grad[:Tb]
+            carry = a[0] * gt[0]
+            # d log a_t = g_t * a_t * h_{t-1}
+            dloga = torch.mul(gt, a, out=a)
+            dloga[1:].mul_(H[:-1])
+            dloga[0].mul_(h0)
+            dA += torch.mul(dloga, dT[t0:t1, ..., None], out=work[:Tb]).sum((0, 1))
+            torch.sum(torch.mul(dloga, A, out=work[:Tb]), -1, out=ddelta[t0:t1])
+            gB = torch.empty_like(dT[t0:t1])
+            _bmm(gt, BT[t0:t1, ..., None], gB)
+            ddelta[t0:t1].addcmul_(uT[t0:t1], gB)
+            torch.mul(dT[t0:t1], gB, out=du[t0:t1])
+            _bmm(blk.duT[t0:t1, :, :, None, :], gt, dB[t0:t1])
+            _bmm(dyT[t0:t1, :, :, None, :], H, dC[t0:t1])
+        d = g * dg
+        return (
+            du.reshape(L, b, d).permute(1, 2, 0),
+            ddelta.reshape(L, b, d).permute(1, 2, 0),
+            dA.reshape(d, n),
+            dB.permute(1, 2, 3, 0),
+            dC.permute(1, 2, 3, 0),
+        )
