@@ -116,10 +116,9 @@ class _Blocks:
 
 
 def _bmm(x, y, out):
-    """Batched matmul over the leading (t, b, g) dims."""
-    lead = x.shape[:3]
-    res = torch.bmm(x.reshape(-1, *x.shape[3:]), y.reshape(-1, *y.shape[3:]))
-    out.copy_(res.reshape(*lead, *res.shape[1:]).squeeze(-1).squeeze(-2).reshape(out.shape))
+    """Batched matmul over the leading dims of x (..., i, k) and y (..., k, j), into out."""
+    i, j = x.shape[-2], y.shape[-1]
+    torch.bmm(x.reshape(-1, i, x.shape[-1]), y.reshape(-1, y.shape[-2], j), out=out.view(-1, i, j))
 
 
 class SelectiveScanTorch(torch.autograd.Function):

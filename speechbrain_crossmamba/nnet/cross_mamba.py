@@ -13,7 +13,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from speechbrain_crossmamba.nnet.mamba import Bidirectional, MambaMixer, lengths_to_mask
+from speechbrain_crossmamba.nnet.mamba import (
+    Bidirectional,
+    MambaBlock,
+    MambaMixer,
+    lengths_to_mask,
+)
 
 
 def align_clue(clue, length, interpolate=False):
@@ -78,18 +83,21 @@ class CrossMambaMixer(MambaMixer):
         self.q_proj = nn.Linear(self.d_inner, self.d_state, bias=False)
 
     def _project(self, x_dbl, clue):
-        if clue is None:
-            raise ValueError("CrossMamba needs a clue (the query); got None")
         dt, B = x_dbl.split([self.dt_rank, self.d_state], dim=-1)
         return dt, B, self.q_proj(self.in_proj_q(clue))
 
-    def forward(self, hidden, clue, mask=None):
-        """``hidden`` [B, L, d_model] (mixture), ``clue`` [B, L, d_clue], ``mask`` [B, L]."""
+    def ssm_inputs(self, hidden, clue=None, mask=None):
+        if clue is None:
+            raise ValueError("CrossMamba needs a clue (the query); got None")
         align_clue(clue, hidden.shape[1])  # raises on a length mismatch
         if clue.shape[0] != hidden.shape[0]:
             raise ValueError(
                 f"clue batch {clue.shape[0]} does not match mixture batch {hidden.shape[0]}"
             )
+        return super().ssm_inputs(hidden, clue, mask)
+
+    def forward(self, hidden, clue, mask=None):
+        """``hidden`` [B, L, d_model] (mixture), ``clue`` [B, L, d_clue], ``mask`` [B, L]."""
         return self._mix(hidden, clue, mask)
 
     def step(self, hidden_t, clue_t, state):
@@ -97,7 +105,7 @@ class CrossMambaMixer(MambaMixer):
         return super().step(hidden_t, state, clue_t=clue_t)
 
 
-class CrossMambaBlock(nn.Module):
+class CrossMambaBlock(MambaBlock):
     """CrossMamba block: separate RMSNorms for mixture and clue; the residual is the mixture.
 
     Example
@@ -107,14 +115,14 @@ class CrossMambaBlock(nn.Module):
     torch.Size([2, 30, 16])
     """
 
-    def __init__(self, d_model, d_clue=None, norm_epsilon=1e-5, **mixer_kwargs):
-        super().__init__()
-        self.norm = nn.RMSNorm(d_model, eps=norm_epsilon)
-        self.norm_clue = nn.RMSNorm(d_model if d_clue is None else d_clue, eps=norm_epsilon)
-        self.mixer = CrossMambaMixer(d_model, d_clue=d_clue, **mixer_kwargs)
+    mixer_class = CrossMambaMixer
 
-    def forward(self, x, clue, mask=None):
-        return x + self.mixer(self.norm(x), self.norm_clue(clue), mask=mask)
+    def __init__(self, d_model, d_clue=None, norm_epsilon=1e-5, **mixer_kwargs):
+        super().__init__(d_model, norm_epsilon=norm_epsilon, d_clue=d_clue, **mixer_kwargs)
+        self.norm_clue = nn.RMSNorm(self.mixer.d_clue, eps=norm_epsilon)
+
+    def prepare(self, x, clue, mask=None):
+        return self.mixer.ssm_inputs(self.norm(x), self.norm_clue(clue), mask)
 
     def step(self, x_t, clue_t, state):
         """One recurrent step of the causal block: (output [B, d_model], new state)."""
