@@ -199,3 +199,14 @@ def test_bad_shapes_raise_one_line_errors(override, message):
     inp = dict(_inputs(2, 8, 4, 50), **override)
     with pytest.raises(ValueError, match=message):
         selective_scan(**inp)
+
+
+@pytest.mark.parametrize("L", [1, 40])
+def test_inputs_are_not_modified(L):
+    """Time-major views can alias the caller's tensors (b=1, channel-last memory, L=1)."""
+    inp = _inputs(1, 8, 4, L)
+    inp["delta"] = torch.randn(1, L, 8).transpose(1, 2).requires_grad_()
+    before = {k: v.detach().clone() for k, v in inp.items() if v is not None}
+    _run("torch", inp, softplus=True)
+    for k, v in before.items():
+        assert torch.equal(inp[k].detach(), v), k

@@ -121,21 +121,38 @@ def _bmm(x, y, out):
     torch.bmm(x.reshape(-1, i, x.shape[-1]), y.reshape(-1, y.shape[-2], j), out=out.view(-1, i, j))
 
 
-class SelectiveScanTorch(torch.autograd.Function):
-    """Core scan ``h_t = exp(Δ_t A) h_{t-1} + Δ_t u_t B_t``, ``y_t = C_t·h_t``, in fp32.
+def _time_major(t, g):
+    """(b, d, L) -> contiguous (L, b, g, d // g), which may alias ``t``; None stays None."""
+    if t is None:
+        return None
+    b, d, L = t.shape
+    return t.permute(2, 0, 1).reshape(L, b, g, d // g).contiguous()
 
-    Shapes: u, delta (b, d, L); A (d, n); B, C (b, g, n, L). Returns y (b, d, L) and the
-    last state (b, d, n).
+
+def _step_sizes(dpre, softplus):
+    return torch.nn.functional.softplus(dpre) if softplus else dpre
+
+
+class SelectiveScanTorch(torch.autograd.Function):
+    """The whole scan of ``selective_scan`` in fp32, with D, the gate and softplus fused.
+
+    ``Δ' = softplus(Δ + bias)``, ``h_t = exp(Δ'_t A) h_{t-1} + Δ'_t u_t B_t``,
+    ``out_t = (C_t·h_t + D u_t) silu(z_t)``. Shapes: u, delta, z (b, d, L); A (d, n);
+    B, C (b, g, n, L); D, delta_bias (d,) or None. Returns out (b, d, L) and the last
+    state (b, d, n). Everything runs in time-major (L, b, g, d/g) layout.
     """
 
     @staticmethod
-    def forward(ctx, u, delta, A, B, C):
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, softplus):
         b, d, L = u.shape
         g, n = B.shape[1], B.shape[2]
-        uT = u.permute(2, 0, 1).reshape(L, b, g, d // g).contiguous()
-        dT = delta.permute(2, 0, 1).reshape(L, b, g, d // g).contiguous()
+        uT, dpre, zT = _time_major(u, g), _time_major(delta, g), _time_major(z, g)
+        if delta_bias is not None:  # not in place: dpre may alias the caller's delta
+            dpre = dpre + delta_bias.reshape(g, d // g)
+        dT = _step_sizes(dpre, softplus)
         BT = B.permute(3, 0, 1, 2).contiguous()
         CT = C.permute(3, 0, 1, 2).contiguous()
+        Dg = None if D is None else D.reshape(g, d // g)
         blk = _Blocks(uT, dT, A.reshape(g, d // g, n), BT, CT, _plan(L, b * d * n), 3)
         yT = torch.empty_like(uT)
         boundaries = torch.zeros((len(blk.starts),) + blk.bufs[0].shape[1:], device=u.device)
@@ -148,16 +165,27 @@ class SelectiveScanTorch(torch.autograd.Function):
             _scan_(a, x, h, blk.s, blk.bufs[2])
             _bmm(x[: t1 - t0], CT[t0:t1, ..., None], yT[t0:t1])
             h = x[t1 - t0 - 1].clone()
-        ctx.save_for_backward(uT, dT, blk.A, BT, CT, boundaries)
-        ctx.plan = (blk.T, blk.s)
+        if Dg is not None:
+            yT.addcmul_(uT, Dg)
+        if zT is not None:
+            yT.mul_(torch.nn.functional.silu(zT))
+        ctx.save_for_backward(uT, dpre, blk.A, BT, CT, Dg, zT, boundaries)
+        ctx.plan, ctx.softplus = (blk.T, blk.s), softplus
+        ctx.has_bias = delta_bias is not None
         return yT.reshape(L, b, d).permute(1, 2, 0), h.reshape(b, d, n)
 
     @staticmethod
-    def backward(ctx, dy, dlast):
-        uT, dT, A, BT, CT, boundaries = ctx.saved_tensors
+    def backward(ctx, dout, dlast):
+        uT, dpre, A, BT, CT, Dg, zT, boundaries = ctx.saved_tensors
         L, b, g, dg = uT.shape
         n = A.shape[-1]
-        dyT = dy.permute(2, 0, 1).reshape(L, b, g, dg).contiguous()
+        dT = _step_sizes(dpre, ctx.softplus)
+        doutT = _time_major(dout, g)
+        dyT = doutT  # gradient of y = C·h + D·u
+        if zT is not None:
+            sig = torch.sigmoid(zT)
+            dyT = doutT * zT * sig
+            dz = torch.empty_like(zT)
         blk = _Blocks(uT, dT, A, BT, CT, ctx.plan, 4)
         du, ddelta = torch.empty_like(uT), torch.empty_like(dT)
         dB, dC = torch.empty_like(BT), torch.empty_like(CT)
@@ -170,6 +198,13 @@ class SelectiveScanTorch(torch.autograd.Function):
             a, H = blk.fill(k)
             work, grad = blk.bufs[2][:Tp], blk.bufs[3][:Tp]
             _scan_(a, H, h0, blk.s, work)
+            if zT is not None:  # d out / d z = y * silu'(z)
+                y = dz[t0:t1]
+                _bmm(H[:Tb], CT[t0:t1, ..., None], y)
+                if Dg is not None:
+                    y.addcmul_(uT[t0:t1], Dg)
+                s_z = sig[t0:t1]
+                y.mul_(doutT[t0:t1]).mul_(s_z * (1 + zT[t0:t1] * (1 - s_z)))
             torch.mul(dyT[t0:t1, ..., None], CT[t0:t1, :, :, None, :], out=grad[:Tb])
             if Tp > Tb:
                 grad[Tb:].zero_()
@@ -188,11 +223,23 @@ class SelectiveScanTorch(torch.autograd.Function):
             torch.mul(dT[t0:t1], gB, out=du[t0:t1])
             _bmm(blk.duT[t0:t1, :, :, None, :], gt, dB[t0:t1])
             _bmm(dyT[t0:t1, :, :, None, :], H, dC[t0:t1])
+        dD = None
+        if Dg is not None:
+            du.addcmul_(dyT, Dg)
+            dD = (dyT * uT).sum((0, 1)).reshape(-1)
+        if ctx.softplus:
+            ddelta.mul_(torch.sigmoid(dpre))
+        dbias = ddelta.sum((0, 1)).reshape(-1) if ctx.has_bias else None
         d = g * dg
+        back = lambda t: t.reshape(L, b, d).permute(1, 2, 0)  # noqa: E731
         return (
-            du.reshape(L, b, d).permute(1, 2, 0),
-            ddelta.reshape(L, b, d).permute(1, 2, 0),
+            back(du),
+            back(ddelta),
             dA.reshape(d, n),
             dB.permute(1, 2, 3, 0),
             dC.permute(1, 2, 3, 0),
+            dD,
+            None if zT is None else back(dz),
+            dbias,
+            None,
         )

@@ -174,23 +174,15 @@ def selective_scan(
             u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state
         )
     dtype = u.dtype
-    compute = torch.float64 if backend == "ref" else torch.float32
+    B4 = B if B.dim() == 4 else B.unsqueeze(1)
+    C4 = C if C.dim() == 4 else C.unsqueeze(1)
     with torch.autocast(u.device.type, enabled=False):
-        u, delta, A, B, C = (t.to(compute) for t in (u, delta, A, B, C))
-        if delta_bias is not None:
-            delta = delta + delta_bias.to(compute)[:, None]
-        if delta_softplus:
-            delta = F.softplus(delta)
-        B4 = B if B.dim() == 4 else B.unsqueeze(1)
-        C4 = C if C.dim() == 4 else C.unsqueeze(1)
         if backend == "ref":
-            y, last = _scan_ref(u, delta, A, B4, C4)
+            y, last = _scan_ref(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus)
         else:
-            y, last = SelectiveScanTorch.apply(u, delta, A, B4, C4)
-        if D is not None:
-            y = y + D.to(compute)[:, None] * u
-        if z is not None:
-            y = y * F.silu(z.to(compute))
+            f32 = lambda t: None if t is None else t.float()  # noqa: E731
+            args = (u, delta, A, B4, C4, D, z, delta_bias)
+            y, last = SelectiveScanTorch.apply(*map(f32, args), delta_softplus)
     y = y.to(dtype)
     return (y, last.float()) if return_last_state else y
 
@@ -267,8 +259,15 @@ def stack_scans(first, second):
     return merged
 
 
-def _scan_ref(u, delta, A, B, C):
-    """The plain sequential recurrence (the oracle); B, C are (b, g, n, L)."""
+def _scan_ref(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+    """The plain sequential recurrence in float64 (the oracle); B, C are (b, g, n, L)."""
+    u, delta, A, B, C, D, z, delta_bias = (
+        None if t is None else t.double() for t in (u, delta, A, B, C, D, z, delta_bias)
+    )
+    if delta_bias is not None:
+        delta = delta + delta_bias[:, None]
+    if delta_softplus:
+        delta = F.softplus(delta)
     b, d, L = u.shape
     g = B.shape[1]
     Bd = B.repeat_interleave(d // g, dim=1)  # (b, d, n, L)
@@ -280,7 +279,12 @@ def _scan_ref(u, delta, A, B, C):
     for a_t, x_t, c_t in zip(dA.unbind(-1), dBu.unbind(-1), Cd.unbind(-1)):
         h = a_t * h + x_t
         ys.append((h * c_t).sum(-1))
-    return torch.stack(ys, dim=-1), h
+    y = torch.stack(ys, dim=-1)
+    if D is not None:
+        y = y + D[:, None] * u
+    if z is not None:
+        y = y * F.silu(z)
+    return y, h
 
 
 def _scan_cuda(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state):
