@@ -40,16 +40,17 @@ from speechbrain_crossmamba.nnet.selective_scan import selective_scan
 def scan_inputs(d, L, n=16, b=1, dtype=torch.float32, seed=0):
     """Inputs as a Mamba layer produces them (softplus Δ, S4D-real A)."""
     g = torch.Generator().manual_seed(seed)
-    return dict(
-        u=torch.randn(b, d, L, generator=g, dtype=dtype),
-        delta=torch.randn(b, d, L, generator=g, dtype=dtype) - 3.0,
-        A=-torch.arange(1, n + 1, dtype=dtype).repeat(d, 1),
-        B=torch.randn(b, n, L, generator=g, dtype=dtype),
-        C=torch.randn(b, n, L, generator=g, dtype=dtype),
-        D=torch.ones(d, dtype=dtype),
-        z=torch.randn(b, d, L, generator=g, dtype=dtype),
-        delta_bias=torch.zeros(d, dtype=dtype),
+    inputs = dict(
+        u=torch.randn(b, d, L, generator=g),
+        delta=torch.randn(b, d, L, generator=g) - 3.0,
+        A=-torch.arange(1, n + 1, dtype=torch.float32).repeat(d, 1),
+        B=torch.randn(b, n, L, generator=g),
+        C=torch.randn(b, n, L, generator=g),
+        D=torch.ones(d),
+        z=torch.randn(b, d, L, generator=g),
+        delta_bias=torch.zeros(d),
     )
+    return {k: v.to(dtype) for k, v in inputs.items()}
 
 
 def naive_scan(u, delta, A, B, C, D, z, delta_bias, **_):
@@ -93,6 +94,7 @@ def _peak_rss_mb():
 def measure_case(case):
     """Runs in a fresh process: time, peak extra memory and error of one scan case."""
     torch.manual_seed(0)
+    run_scan(case["backend"], scan_inputs(8, 16), case["train"])  # lazy runtime set-up
     inputs = scan_inputs(case["d"], case["L"])
     base = _rss_mb()
     t0 = time.perf_counter()
