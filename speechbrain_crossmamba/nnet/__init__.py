@@ -1,0 +1,1 @@
+"""Layers: the selective scan, Mamba and CrossMamba blocks (SpeechBrain style)."""

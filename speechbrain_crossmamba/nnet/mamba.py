@@ -9,6 +9,7 @@ Authors
  * speechbrain-crossmamba contributors
 """
 
+import functools
 import math
 
 import torch
@@ -40,6 +41,7 @@ def lengths_to_mask(lengths, max_len):
     return length_to_mask(torch.round(lengths * max_len), max_len=max_len).bool()
 
 
+@functools.lru_cache(maxsize=None)
 def _causal_conv1d_cuda():
     """Returns causal-conv1d's fused kernel, or None when it does not import."""
     try:

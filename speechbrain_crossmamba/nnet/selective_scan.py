@@ -22,6 +22,7 @@ Authors
  * speechbrain-crossmamba contributors
 """
 
+import functools
 import os
 
 import torch
@@ -71,6 +72,7 @@ def _check_name(backend):
     return backend
 
 
+@functools.lru_cache(maxsize=None)
 def _mamba_ssm_scan():
     """Returns mamba-ssm's ``selective_scan_fn``, or None when its CUDA extension is unusable."""
     try:
