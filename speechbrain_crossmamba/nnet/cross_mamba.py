@@ -9,7 +9,7 @@ Authors
  * speechbrain-crossmamba contributors
 """
 
-import torch
+import torch  # noqa: F401  (used by the doctest examples)
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -121,8 +121,8 @@ class CrossMambaBlock(MambaBlock):
         super().__init__(d_model, norm_epsilon=norm_epsilon, d_clue=d_clue, **mixer_kwargs)
         self.norm_clue = nn.RMSNorm(self.mixer.d_clue, eps=norm_epsilon)
 
-    def prepare(self, x, clue, mask=None):
-        return self.mixer.ssm_inputs(self.norm(x), self.norm_clue(clue), mask)
+    def forward(self, x, clue, mask=None):
+        return x + self.mixer(self.norm(x), self.norm_clue(clue), mask=mask)
 
     def step(self, x_t, clue_t, state):
         """One recurrent step of the causal block: (output [B, d_model], new state)."""

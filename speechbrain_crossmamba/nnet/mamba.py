@@ -21,7 +21,6 @@ from speechbrain_crossmamba.nnet.selective_scan import (
     LOG_DECAY_MIN,
     hidden_attention,
     selective_scan,
-    stack_scans,
 )
 
 
@@ -224,9 +223,6 @@ class MambaMixer(nn.Module):
 class MambaBlock(nn.Module):
     """Pre-norm residual Mamba block: ``x + mixer(RMSNorm(x))``.
 
-    ``forward`` is ``finish(x, selective_scan(**prepare(x)))``; the two halves let
-    :class:`Bidirectional` run both directions as one scan.
-
     Example
     -------
     >>> block = MambaBlock(d_model=16, d_state=4)
@@ -241,17 +237,8 @@ class MambaBlock(nn.Module):
         self.norm = nn.RMSNorm(d_model, eps=norm_epsilon)
         self.mixer = self.mixer_class(d_model, **mixer_kwargs)
 
-    def prepare(self, x, mask=None):
-        """The selective-scan inputs of this block for ``x`` [B, L, d_model]."""
-        return self.mixer.ssm_inputs(self.norm(x), None, mask)
-
-    def finish(self, x, y):
-        """Output projection of the scan output ``y`` [B, d_inner, L], plus the residual."""
-        return x + self.mixer.out_proj(y.transpose(1, 2))
-
-    def forward(self, x, *seqs, mask=None):
-        y = selective_scan(**self.prepare(x, *seqs, mask=mask), backend=self.mixer.scan_backend)
-        return self.finish(x, y)
+    def forward(self, x, mask=None):
+        return x + self.mixer(self.norm(x), mask=mask)
 
 
 class Bidirectional(nn.Module):
@@ -259,13 +246,11 @@ class Bidirectional(nn.Module):
 
     Every positional argument after ``x`` (for example a clue sequence) and the ``mask``
     are flipped along with it, the second output is flipped back, and the two are merged.
-    Both directions run as one selective scan over twice the channels (two groups of B/C),
-    which halves the sequential steps.
 
     Arguments
     ---------
-    forward_block, backward_block : MambaBlock
-        Two independent blocks of the same size (``MambaBlock`` or ``CrossMambaBlock``).
+    forward_block, backward_block : torch.nn.Module
+        Two independent blocks, called as ``block(x, *seqs, mask=mask)``.
     merge : str
         ``"sum"`` (as the CrossMamba reference module: each direction adds its own residual,
         so the sum carries the input twice) or ``"mean"`` (the input once; scale-stable
@@ -285,16 +270,11 @@ class Bidirectional(nn.Module):
         self.forward_block, self.backward_block, self.merge = forward_block, backward_block, merge
 
     def forward(self, x, *seqs, mask=None):
-        xb = x.flip(1)
-        fwd = self.forward_block.prepare(x, *seqs, mask=mask)
-        bwd = self.backward_block.prepare(
-            xb, *(s.flip(1) for s in seqs), mask=None if mask is None else mask.flip(1)
-        )
-        y = selective_scan(
-            **stack_scans(fwd, bwd), backend=self.forward_block.mixer.scan_backend
-        )
-        y_fwd, y_bwd = y.chunk(2, dim=1)
-        out = self.forward_block.finish(x, y_fwd) + self.backward_block.finish(xb, y_bwd).flip(1)
+        fwd = self.forward_block(x, *seqs, mask=mask)
+        flipped = [s.flip(1) for s in seqs]
+        bmask = None if mask is None else mask.flip(1)
+        bwd = self.backward_block(x.flip(1), *flipped, mask=bmask).flip(1)
+        out = fwd + bwd
         return out if self.merge == "sum" else 0.5 * out
 
 

@@ -216,51 +216,6 @@ def _check_shapes(u, delta, A, B, C, D, z, delta_bias):
             raise ValueError(f"{name} must be (d={d},), got {tuple(t.shape)}")
 
 
-def stack_scans(first, second):
-    """Merges the inputs of two independent scans of the same size into one scan.
-
-    Channels are concatenated (``d -> 2d``) and B/C become groups, so that the first half of
-    the channels reads the first scan's B/C and the second half the second's. The output of
-    the merged scan, split in two along channels, is the two scans' outputs.
-
-    Arguments
-    ---------
-    first, second : dict
-        Keyword arguments of :func:`selective_scan` (``u, delta, A, B, C, D, z, delta_bias,
-        delta_softplus``), with the same shapes and the same optional terms.
-
-    Example
-    -------
-    >>> def scan(d=4, n=2, L=9):
-    ...     return dict(u=torch.randn(1, d, L), delta=torch.rand(1, d, L), A=-torch.rand(d, n),
-    ...                 B=torch.randn(1, n, L), C=torch.randn(1, n, L))
-    >>> s1, s2 = scan(), scan()
-    >>> y1, y2 = selective_scan(**stack_scans(s1, s2)).chunk(2, dim=1)
-    >>> torch.allclose(y2, selective_scan(**s2), atol=1e-6)
-    True
-    """
-    if first.keys() != second.keys() or first["u"].shape != second["u"].shape:
-        raise ValueError("stack_scans needs two scans with the same shapes and options")
-    if first.get("delta_softplus", False) != second.get("delta_softplus", False):
-        raise ValueError("stack_scans needs the same delta_softplus in both scans")
-    merged = {}
-    for key, a in first.items():
-        b = second[key]
-        if key == "delta_softplus" or a is None or b is None:
-            if (a is None) != (b is None):
-                raise ValueError(f"stack_scans: {key} is given in only one scan")
-            merged[key] = a
-        elif key in ("B", "C"):
-            as4 = lambda t: t if t.dim() == 4 else t.unsqueeze(1)  # noqa: E731
-            merged[key] = torch.cat([as4(a), as4(b)], dim=1)
-        elif a.dim() == 3 and a.stride(1) == 1 and b.stride(1) == 1:
-            # (b, d, L) views of (b, L, d) memory: concatenate in that memory order
-            merged[key] = torch.cat([a.transpose(1, 2), b.transpose(1, 2)], 2).transpose(1, 2)
-        else:
-            merged[key] = torch.cat([a, b], dim=1 if a.dim() == 3 else 0)
-    return merged
-
-
 def _scan_ref(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
     """The plain sequential recurrence in float64 (the oracle); B, C are (b, g, n, L)."""
     u, delta, A, B, C, D, z, delta_bias = (
