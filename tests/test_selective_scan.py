@@ -210,3 +210,8 @@ def test_inputs_are_not_modified(L):
     _run("torch", inp, softplus=True)
     for k, v in before.items():
         assert torch.equal(inp[k].detach(), v), k
+
+
+def test_empty_sequence_is_a_clear_error():
+    with pytest.raises(ValueError, match="empty sequence"):
+        selective_scan(**_inputs(1, 4, 2, 0))

@@ -9,7 +9,6 @@ Authors
  * speechbrain-crossmamba contributors
 """
 
-import functools
 import math
 
 import torch
@@ -20,6 +19,7 @@ from speechbrain.dataio.dataio import length_to_mask
 from speechbrain_crossmamba.nnet.selective_scan import (
     LOG_DECAY_MIN,
     hidden_attention,
+    optional_cuda_op,
     selective_scan,
 )
 
@@ -38,16 +38,6 @@ def lengths_to_mask(lengths, max_len):
     if lengths.dim() != 1 or not bool(((lengths > 0) & (lengths <= 1)).all()):
         raise ValueError("lengths must be relative lengths in (0, 1], one per batch element")
     return length_to_mask(torch.round(lengths * max_len), max_len=max_len).bool()
-
-
-@functools.lru_cache(maxsize=None)
-def _causal_conv1d_cuda():
-    """Returns causal-conv1d's fused kernel, or None when it does not import."""
-    try:
-        from causal_conv1d import causal_conv1d_fn
-    except (ImportError, OSError):
-        return None
-    return causal_conv1d_fn
 
 
 class MambaMixer(nn.Module):
@@ -130,7 +120,7 @@ class MambaMixer(nn.Module):
 
     def _conv(self, x):
         """Causal depthwise conv over (B, d_inner, L)."""
-        fused = _causal_conv1d_cuda() if x.is_cuda else None
+        fused = optional_cuda_op("causal_conv1d", "causal_conv1d_fn") if x.is_cuda else None
         weight = self.conv1d.weight.squeeze(1)
         if fused is not None:
             return fused(x.contiguous(), weight, self.conv1d.bias, activation="silu")

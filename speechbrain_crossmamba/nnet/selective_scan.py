@@ -23,6 +23,7 @@ Authors
 """
 
 import functools
+import importlib
 import os
 
 import torch
@@ -73,13 +74,25 @@ def _check_name(backend):
 
 
 @functools.lru_cache(maxsize=None)
-def _mamba_ssm_scan():
-    """Returns mamba-ssm's ``selective_scan_fn``, or None when its CUDA extension is unusable."""
+def optional_cuda_op(module, name):
+    """Returns ``module.name`` from an optional CUDA package, or None when it does not import.
+
+    mamba-ssm and causal-conv1d raise ImportError or OSError when their compiled extension
+    is missing or broken; the result is cached so the import is tried once.
+
+    Example
+    -------
+    >>> optional_cuda_op("no_such_cuda_package", "fn") is None
+    True
+    """
     try:
-        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
-    except (ImportError, OSError):
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, OSError, AttributeError):
         return None
-    return selective_scan_fn
+
+
+def _mamba_ssm_scan():
+    return optional_cuda_op("mamba_ssm.ops.selective_scan_interface", "selective_scan_fn")
 
 
 def resolve_backend(backend, device):
@@ -195,6 +208,8 @@ def _check_shapes(u, delta, A, B, C, D, z, delta_bias):
             f"u and delta must both be (b, d, L), got {tuple(u.shape)} and {tuple(delta.shape)}"
         )
     b, d, L = u.shape
+    if L == 0:
+        raise ValueError("selective_scan got an empty sequence (L = 0)")
     if A.dim() != 2 or A.shape[0] != d:
         raise ValueError(f"A must be (d={d}, n), got {tuple(A.shape)}")
     n = A.shape[1]
