@@ -214,10 +214,11 @@ class SBCrossMambaBlock(nn.Module):
         self.interpolate_clue = interpolate_clue
         self.norm = nn.RMSNorm(d_model, eps=norm_epsilon) if final_norm else nn.Identity()
 
-    def forward(self, x, clue, lengths=None):
-        """``x`` [B, L, N], ``clue`` [B, Lc, C]; ``lengths`` relative lengths (B,)."""
+    def forward(self, x, clue, lengths=None, mask=None):
+        """``x`` [B, L, N], ``clue`` [B, Lc, C]; relative ``lengths`` (B,) or a ``mask`` [B, L]."""
         clue = align_clue(clue, x.shape[1], self.interpolate_clue)
-        mask = lengths_to_mask(lengths, x.shape[1])
+        if mask is None:
+            mask = lengths_to_mask(lengths, x.shape[1])
         for layer in self.layers:
             x = layer(x, clue, mask=mask)
         return self.norm(x)

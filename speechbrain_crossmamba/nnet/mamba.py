@@ -338,9 +338,10 @@ class SBMambaBlock(nn.Module):
         )
         self.norm = nn.RMSNorm(d_model, eps=norm_epsilon) if final_norm else nn.Identity()
 
-    def forward(self, x, lengths=None):
-        """``x`` [B, L, N]; ``lengths`` optional relative lengths (B,), SpeechBrain style."""
-        mask = lengths_to_mask(lengths, x.shape[1])
+    def forward(self, x, lengths=None, mask=None):
+        """``x`` [B, L, N]; relative ``lengths`` (B,), SpeechBrain style, or a ``mask`` [B, L]."""
+        if mask is None:
+            mask = lengths_to_mask(lengths, x.shape[1])
         for layer in self.layers:
             x = layer(x, mask=mask)
         return self.norm(x)
