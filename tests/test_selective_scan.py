@@ -215,3 +215,26 @@ def test_inputs_are_not_modified(L):
 def test_empty_sequence_is_a_clear_error():
     with pytest.raises(ValueError, match="empty sequence"):
         selective_scan(**_inputs(1, 4, 2, 0))
+
+
+def test_batch_slices_match_one_piece(monkeypatch):
+    """Wide, short scans run in batch slices; outputs, last states and gradients are unchanged."""
+    results = []
+    apply = _scan_torch.SelectiveScanTorch.apply
+    for budget in (2**30, 4 * 8 * 5):  # one piece; slices of 1 row (b=5, d=8, n=4, L=5)
+        monkeypatch.setattr(_scan_torch, "_SLICE_ELEMENTS", budget)
+        inp = _inputs(5, 8, 4, 5, groups=1)
+        calls = []
+        monkeypatch.setattr(
+            _scan_torch.SelectiveScanTorch, "apply", lambda *a: calls.append(1) or apply(*a)
+        )
+        y, last = selective_scan(
+            **inp, delta_softplus=True, return_last_state=True, backend="torch"
+        )
+        (y.sum() + last.sum()).backward()
+        results.append((len(calls), y, last, [inp[k].grad for k in ("u", "delta", "A", "B", "C")]))
+    (n1, y1, l1, g1), (n2, y2, l2, g2) = results
+    assert (n1, n2) == (1, 5)
+    assert torch.allclose(y1, y2, atol=1e-6) and torch.allclose(l1, l2, atol=1e-6)
+    for a, b in zip(g1, g2):
+        assert torch.allclose(a, b, atol=1e-5)

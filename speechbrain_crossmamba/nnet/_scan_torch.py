@@ -23,6 +23,29 @@ LOG_DECAY_MIN = -80.0
 _BLOCK_ELEMENTS = 2**18
 # With fewer elements per time step, the two-level inner scan beats the plain loop.
 _SEQUENTIAL_MIN_ELEMENTS = 2**12
+# Batches whose first 32 steps hold more elements than this run in batch slices (short,
+# wide scans such as a dual-path model's inter-chunk axis: b=250 rows of L=9 chunks).
+_SLICE_ELEMENTS = 2**21
+
+
+def scan_torch(u, delta, A, B, C, D, z, delta_bias, softplus):
+    """Runs :class:`SelectiveScanTorch` in batch slices that keep its buffers in cache.
+
+    Measured on 2 cores for b=250, d=512, n=16, L=9: fwd+bwd 0.50 s in one piece, 0.15 s in
+    slices of 28 rows. Returns (out, last state) like the Function.
+    """
+    b, d, L = u.shape
+    rows = max(1, _SLICE_ELEMENTS // (d * A.shape[-1] * min(L, 32)))
+    if b <= rows:
+        return SelectiveScanTorch.apply(u, delta, A, B, C, D, z, delta_bias, softplus)
+    outs = [
+        SelectiveScanTorch.apply(
+            u[i : i + rows], delta[i : i + rows], A, B[i : i + rows], C[i : i + rows], D,
+            None if z is None else z[i : i + rows], delta_bias, softplus,
+        )  # fmt: skip
+        for i in range(0, b, rows)
+    ]
+    return torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs])
 
 
 def _plan(L, E):

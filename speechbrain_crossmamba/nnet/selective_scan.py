@@ -29,7 +29,7 @@ import os
 import torch
 import torch.nn.functional as F
 
-from speechbrain_crossmamba.nnet._scan_torch import LOG_DECAY_MIN, SelectiveScanTorch
+from speechbrain_crossmamba.nnet._scan_torch import LOG_DECAY_MIN, scan_torch
 
 BACKENDS = ("auto", "cuda", "torch", "ref")
 ENV_VAR = "SB_CROSSMAMBA_SCAN_BACKEND"
@@ -197,7 +197,7 @@ def selective_scan(
         else:
             f32 = lambda t: None if t is None else t.float()  # noqa: E731
             args = (u, delta, A, B4, C4, D, z, delta_bias)
-            y, last = SelectiveScanTorch.apply(*map(f32, args), delta_softplus)
+            y, last = scan_torch(*map(f32, args), delta_softplus)
     y = y.to(dtype)
     return (y, last.float()) if return_last_state else y
 

@@ -2,16 +2,36 @@
 
 SpeechBrain's ``SBTransformerBlock`` takes no padding mask and its encoder layers always ask for
 the attention weights, which materialises the L×L matrix. This block uses PyTorch's
-``nn.TransformerEncoderLayer`` (scaled-dot-product attention, flash kernels where available) and
-SpeechBrain's sinusoidal ``PositionalEncoding``, so the quadratic baseline is as fast as it can be.
+``nn.TransformerEncoderLayer`` (scaled-dot-product attention, flash kernels where available), so
+the quadratic baseline is as fast as it can be, and computes its sinusoidal positions on the fly
+(a stored table for 32 s of frames would cost 33 MB per block).
 
 Authors
  * speechbrain-crossmamba contributors
 """
 
+import math
+
 import torch
 import torch.nn as nn
-from speechbrain.lobes.models.transformer.Transformer import PositionalEncoding
+
+
+def sinusoids(length, d_model, device=None, dtype=None):
+    """Sinusoidal positional encodings [1, length, d_model] (Vaswani et al.), computed on the fly.
+
+    Example
+    -------
+    >>> sinusoids(3, 4)[0, 0]
+    tensor([0., 1., 0., 1.])
+    """
+    pos = torch.arange(length, device=device, dtype=torch.float32)[:, None]
+    freq = torch.exp(
+        torch.arange(0, d_model, 2, device=device, dtype=torch.float32) * (-math.log(1e4) / d_model)
+    )
+    pe = torch.zeros(length, d_model, device=device)
+    pe[:, 0::2] = torch.sin(pos * freq)
+    pe[:, 1::2] = torch.cos(pos * freq[: d_model // 2])
+    return pe[None].to(dtype or torch.get_default_dtype())
 
 
 def key_padding_mask(mask):
@@ -53,8 +73,6 @@ class TransformerBlock(nn.Module):
         Pre-LayerNorm layers (as SepFormer) and a final LayerNorm.
     use_positional_encoding : bool
         Add sinusoidal positions (as SepFormer).
-    max_length : int
-        Longest sequence the positional encoding covers.
 
     Example
     -------
@@ -74,7 +92,6 @@ class TransformerBlock(nn.Module):
         activation="relu",
         norm_before=True,
         use_positional_encoding=True,
-        max_length=2500,
     ):
         super().__init__()
         self.layers = nn.ModuleList(
@@ -84,18 +101,12 @@ class TransformerBlock(nn.Module):
             for _ in range(num_layers)
         )
         self.norm = nn.LayerNorm(d_model) if norm_before else nn.Identity()
-        self.pos_enc = PositionalEncoding(d_model, max_length) if use_positional_encoding else None
-        self.max_length = max_length
+        self.use_positional_encoding = use_positional_encoding
 
     def forward(self, x, mask=None):
         """``x`` [B, L, N]; ``mask`` [B, L] marks valid frames (True)."""
-        if self.pos_enc is not None:
-            if x.shape[1] > self.max_length:
-                raise ValueError(
-                    f"sequence of {x.shape[1]} frames is longer than max_length={self.max_length} "
-                    "of the positional encoding"
-                )
-            x = x + self.pos_enc(x)
+        if self.use_positional_encoding:
+            x = x + sinusoids(x.shape[1], x.shape[2], x.device, x.dtype)
         pad = key_padding_mask(mask)
         for layer in self.layers:
             x = layer(x, src_key_padding_mask=pad)

@@ -41,6 +41,31 @@ def build(spec):
     raise TypeError(f"expected a module or a factory (YAML !new: or !name:), got {spec!r}")
 
 
+def choose(choice, options):
+    """Returns ``options[choice]``, for one-line variant switches in YAML.
+
+    With ``!name:`` entries as options, only the chosen module is ever built::
+
+        fusion_variant: crossmamba   # crossmamba | attention | mamba | concat | film
+        fusion: !apply:speechbrain_crossmamba.lobes.models.extractor.choose
+            - !ref <fusion_variant>
+            - crossmamba: !ref <fusion_crossmamba>
+              attention: !ref <fusion_attention>
+
+    Example
+    -------
+    >>> choose("b", {"a": 1, "b": 2})
+    2
+    >>> choose("c", {"a": 1, "b": 2})
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown choice 'c'; expected one of: a, b
+    """
+    if choice not in options:
+        raise ValueError(f"unknown choice {choice!r}; expected one of: {', '.join(options)}")
+    return options[choice]
+
+
 def run_sequence_model(model, x, mask):
     """Runs ``model(x)``, passing ``mask=`` [B, L] when the model accepts one."""
     if mask is not None and "mask" in inspect.signature(model.forward).parameters:
@@ -135,13 +160,15 @@ class TargetExtractor(nn.Module):
     ---------
     encoder : speechbrain.lobes.models.dual_path.Encoder
         Waveform encoder (kernel k, stride k/2).
-    masknet : nn.Module
+    masknet : nn.Module or factory
         ``masknet(feats [B, N, F], clue, mask [B, F]) -> mask [B, N, F]``, e.g.
-        :class:`~speechbrain_crossmamba.lobes.models.tse_sepformer.TSEDualPathModel`.
+        :class:`~speechbrain_crossmamba.lobes.models.tse_sepformer.TSEDualPathModel`. A factory
+        (YAML ``!name:``) is called once.
     decoder : speechbrain.lobes.models.dual_path.Decoder
         Transposed-conv decoder matching the encoder.
-    clue_encoder : nn.Module
-        ``clue_encoder(clue, lengths) -> [B, C]`` or ``[B, Lc, C]`` (see ``nnet.clue``).
+    clue_encoder : nn.Module or factory
+        ``clue_encoder(clue, lengths) -> [B, C]`` or ``[B, Lc, C]`` (see ``nnet.clue``). A
+        factory is called once.
     sample_rate : int
         Sample rate the model works at (informative; interfaces check files against it).
 
@@ -161,8 +188,9 @@ class TargetExtractor(nn.Module):
 
     def __init__(self, encoder, masknet, decoder, clue_encoder, sample_rate=8000):
         super().__init__()
-        self.encoder, self.masknet, self.decoder = encoder, masknet, decoder
-        self.clue_encoder = clue_encoder
+        self.encoder, self.decoder = encoder, decoder
+        self.masknet = masknet if isinstance(masknet, nn.Module) else masknet()
+        self.clue_encoder = clue_encoder if isinstance(clue_encoder, nn.Module) else clue_encoder()
         self.sample_rate = sample_rate
         self.kernel = encoder.conv1d.kernel_size[0]
         self.stride = encoder.conv1d.stride[0]
