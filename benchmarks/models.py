@@ -1,0 +1,270 @@
+"""Parameter counts of the target extraction models, and CrossMamba-TSE against Transformer-TSE.
+
+Prints markdown tables and writes a JSON file. Every figure is measured in this run; speed-ups
+are ratios of times measured in the same run, since machines are noisy.
+
+Part 1 (parameters): for both sizes (``cpu``: ``hparams/models/tse.yaml``, ``paper``:
+``tse_paper.yaml``), both hosts and the five configurations (CrossMamba-, Transformer-, Mamba-,
+concat- and FiLM-TSE): total parameters and the share of the fusion modules (parameters whose
+name contains ``fusions``). Built in this process; no forward pass.
+
+Part 2 (time): the whole model at inference (``eval()``, ``torch.inference_mode()``, batch 1,
+a random mixture and a 2 s random enrollment, or a class label) on 2, 8 and 32 s of audio at
+8 kHz, CrossMamba-TSE against its Transformer twin at equal width, for each host. Each case runs
+in a fresh process (peak RSS per case; a crash or an out-of-memory kill loses only that case)
+under a wall-clock limit. Time is the minimum over ``--reps`` forwards after one warm-up; the
+ratio is Transformer time / CrossMamba time (> 1: CrossMamba is faster). The issue's targets for
+the single-path host (1.4x at 8 s, 3x at 32 s) are shown next to its ratios, as information.
+
+Usage::
+
+    python benchmarks/models.py                      # paper size, 2 8 32 s, both hosts (long)
+    python benchmarks/models.py --quick              # CPU size, 1 and 2 s, one rep (~1 min)
+    python benchmarks/models.py --hosts singlepath --seconds 2 8 --reps 1
+"""
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+
+import torch
+from hyperpyyaml import load_hyperpyyaml
+from scan import _peak_rss_mb, _rss_mb  # benchmarks/scan.py, next to this file
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+YAMLS = {"cpu": "hparams/models/tse.yaml", "paper": "hparams/models/tse_paper.yaml"}
+CONFIGS = {  # name: (block_variant, fusion_variant), as in tse.yaml's header
+    "CrossMamba-TSE": ("mamba", "crossmamba"),
+    "Transformer-TSE": ("transformer", "attention"),
+    "Mamba-TSE": ("mamba", "mamba"),
+    "concat-TSE": ("mamba", "concat"),
+    "FiLM-TSE": ("mamba", "film"),
+}
+TWINS = ("CrossMamba-TSE", "Transformer-TSE")
+HOSTS = ("singlepath", "dualpath")
+TARGETS = {("singlepath", 8.0): 1.4, ("singlepath", 32.0): 3.0}  # the issue's speed-up targets
+SAMPLE_RATE = 8000
+ENROLL_SECONDS = 2.0
+
+
+def load_model(size, host, config, clue="enrollment"):
+    """Builds one extractor from the model YAML with plain-string choice lines.
+
+    Parameters
+    ----------
+    size : str
+        ``"cpu"`` or ``"paper"`` (a key of ``YAMLS``).
+    host : str
+        ``"singlepath"`` or ``"dualpath"``.
+    config : str
+        A key of ``CONFIGS``.
+    clue : str
+        ``"enrollment"`` or ``"label"``.
+
+    Returns
+    -------
+    torch.nn.Module
+        The ``TargetExtractor``: ``model(mixture [B, T], clue) -> [B, T]``.
+    """
+    block, fusion = CONFIGS[config]
+    overrides = (f"host: {host}\nblock_variant: {block}\nfusion_variant: {fusion}\n"
+                 f"clue_variant: {clue}")
+    with open(os.path.join(ROOT, YAMLS[size])) as f:
+        return load_hyperpyyaml(f, overrides)["extractor"]
+
+
+def count_parameters(model):
+    """Returns (total, fusion) parameter counts; fusion: names containing ``fusions``."""
+    total = sum(p.numel() for p in model.parameters())
+    fusion = sum(p.numel() for name, p in model.named_parameters() if "fusions" in name)
+    return total, fusion
+
+
+def parameter_table(sizes, hosts):
+    """Builds every (size, host, configuration) in this process and counts its parameters."""
+    rows = []
+    for size in sizes:
+        for host in hosts:
+            for config in CONFIGS:
+                total, fusion = count_parameters(load_model(size, host, config))
+                rows.append({"size": size, "host": host, "config": config,
+                             "params_m": total / 1e6, "fusion_m": fusion / 1e6,
+                             "fusion_share": fusion / total})
+    print("| size | host | configuration | params (M) | fusion (M) | fusion share |")
+    print("|---|---|---|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['size']} | {r['host']} | {r['config']} | {r['params_m']:.2f} "
+              f"| {r['fusion_m']:.2f} | {100 * r['fusion_share']:.1f} % |")
+    return rows
+
+
+def make_inputs(seconds, clue, seed=0):
+    """A random mixture [1, T] and a clue: a 2 s enrollment [1, T_e] or a class index [1]."""
+    g = torch.Generator().manual_seed(seed)
+    mixture = torch.randn(1, int(seconds * SAMPLE_RATE), generator=g)
+    if clue == "label":
+        return mixture, torch.tensor([3])
+    return mixture, torch.randn(1, int(ENROLL_SECONDS * SAMPLE_RATE), generator=g)
+
+
+def measure_case(case):
+    """Runs in a fresh process: best time and peak RSS of one model on one duration.
+
+    Parameters
+    ----------
+    case : dict
+        ``size``, ``host``, ``config``, ``clue``, ``seconds``, ``reps`` and ``threads``.
+
+    Returns
+    -------
+    dict
+        ``case`` with ``ms`` (min over reps), ``times_ms``, ``frames`` (encoder frames),
+        ``rss_mb`` (peak RSS of the process) and ``extra_mb`` (peak over RSS after building).
+    """
+    torch.set_num_threads(case["threads"])
+    torch.manual_seed(0)
+    model = load_model(case["size"], case["host"], case["config"], case["clue"]).eval()
+    mixture, clue = make_inputs(case["seconds"], case["clue"])
+    with torch.inference_mode():
+        frames = model.encoder(mixture).shape[-1]
+        base = _rss_mb()
+        model(mixture, clue)  # warm-up
+        times = []
+        for _ in range(case["reps"]):
+            t0 = time.perf_counter()
+            model(mixture, clue)
+            times.append(1e3 * (time.perf_counter() - t0))
+    return dict(case, status="ok", ms=min(times), times_ms=times, frames=frames,
+                rss_mb=_peak_rss_mb(), extra_mb=max(_peak_rss_mb() - base, 0.0))
+
+
+def run_case(case, timeout):
+    """Runs :func:`measure_case` in a subprocess; failures come back as a ``status``."""
+    t0 = time.perf_counter()
+    try:
+        out = subprocess.run([sys.executable, os.path.abspath(__file__), "--case",
+                              json.dumps(case)], capture_output=True, text=True, timeout=timeout,
+                             check=False)
+    except subprocess.TimeoutExpired:
+        return dict(case, status="timeout", wall_s=time.perf_counter() - t0)
+    wall = time.perf_counter() - t0
+    if out.returncode == 0:
+        return dict(json.loads(out.stdout.strip().splitlines()[-1]), wall_s=wall)
+    err = (out.stderr.strip().splitlines() or [""])[-1]
+    if out.returncode < 0 or "MemoryError" in err or "DefaultCPUAllocator" in err:
+        status = "OOM/killed"  # a negative code is a signal, e.g. SIGKILL by the OOM killer
+    else:
+        status = "error"
+    return dict(case, status=status, returncode=out.returncode, error=err[-300:], wall_s=wall)
+
+
+def timing_table(args):
+    """Times both twins for every host and duration; returns case rows and ratio rows."""
+    cases, pairs = [], []
+    for host in args.hosts:
+        for seconds in args.seconds:
+            pair = {}
+            for config in TWINS:
+                case = {"size": args.size, "host": host, "config": config, "clue": args.clue,
+                        "seconds": seconds, "reps": args.reps, "threads": args.threads}
+                r = run_case(case, args.timeout)
+                cases.append(r)
+                pair[config] = r
+                shown = f"{r['ms']:10.1f} ms" if r["status"] == "ok" else f"{r['status']:>13s}"
+                print(f"  {host:10s} {seconds:5g} s  {config:16s} {shown}  "
+                      f"(case wall {r['wall_s']:.0f} s)", flush=True)
+            cm, tr = pair[TWINS[0]], pair[TWINS[1]]
+            ok = cm["status"] == "ok" and tr["status"] == "ok"
+            ratio = tr["ms"] / cm["ms"] if ok else None
+            target = TARGETS.get((host, float(seconds)))
+            row = {"host": host, "seconds": seconds, "frames": cm.get("frames"),
+                   "ratio": ratio, "target": target,
+                   "target_met": None if ratio is None or target is None else ratio >= target}
+            for prefix, r in (("crossmamba", cm), ("transformer", tr)):
+                row.update({f"{prefix}_status": r["status"], f"{prefix}_ms": r.get("ms"),
+                            f"{prefix}_rss_mb": r.get("rss_mb")})
+            pairs.append(row)
+    return cases, pairs
+
+
+def _cell(row, prefix, key, fmt):
+    """Formats ``row[prefix_key]``, or the case's status when it did not finish."""
+    if row[f"{prefix}_status"] != "ok":
+        return row[f"{prefix}_status"]
+    return format(row[f"{prefix}_{key}"], fmt)
+
+
+def print_ratios(pairs):
+    """The markdown table of times, peak RSS and ratios, with the targets where there are any."""
+    print("| host | audio (s) | frames | CrossMamba (ms) | Transformer (ms) | CrossMamba RSS (MB) "
+          "| Transformer RSS (MB) | Transformer / CrossMamba | target | met |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    for r in pairs:
+        ratio = "n/a" if r["ratio"] is None else f"{r['ratio']:.2f}x"
+        target = "" if r["target"] is None else f"{r['target']:g}x"
+        met = {None: "", True: "yes", False: "no"}[r["target_met"]]
+        print(f"| {r['host']} | {r['seconds']:g} | {r['frames'] or ''} "
+              f"| {_cell(r, 'crossmamba', 'ms', '.1f')} | {_cell(r, 'transformer', 'ms', '.1f')} "
+              f"| {_cell(r, 'crossmamba', 'rss_mb', '.0f')} "
+              f"| {_cell(r, 'transformer', 'rss_mb', '.0f')} | {ratio} | {target} | {met} |")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke test: CPU size, 1 and 2 s, one rep (~1 min)")
+    parser.add_argument("--size", choices=list(YAMLS), default="paper",
+                        help="model YAML for the timings (default: paper)")
+    parser.add_argument("--hosts", nargs="+", choices=HOSTS, default=list(HOSTS))
+    parser.add_argument("--seconds", nargs="+", type=float, default=[2.0, 8.0, 32.0],
+                        help="mixture durations to time")
+    parser.add_argument("--clue", choices=["enrollment", "label"], default="enrollment")
+    parser.add_argument("--reps", type=int, default=3, help="timed runs per case (minimum)")
+    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
+                        help="torch threads in every case (default: the usable cores)")
+    parser.add_argument("--timeout", type=float, default=900.0,
+                        help="wall-clock limit per case, in seconds")
+    parser.add_argument("--skip-params", action="store_true", help="skip the parameter table")
+    parser.add_argument("--out", help="JSON output (default: benchmarks/out/models.json, "
+                        "or models_quick.json with --quick)")
+    parser.add_argument("--case", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.case:
+        print(json.dumps(measure_case(json.loads(args.case))))
+        return
+    if args.quick:
+        args.size, args.seconds, args.reps = "cpu", [1.0, 2.0], 1
+    if args.out is None:
+        args.out = f"benchmarks/out/models{'_quick' if args.quick else ''}.json"
+    machine = {"torch": torch.__version__, "threads": args.threads, "cpu_count": os.cpu_count(),
+               "processor": platform.processor() or platform.machine(),
+               "python": platform.python_version()}
+    print(f"torch {machine['torch']}, {args.threads} threads, {machine['cpu_count']} CPUs, "
+          f"{machine['processor']}")
+    params = []
+    if not args.skip_params:
+        print("\n== parameters ==\n")
+        params = parameter_table(list(YAMLS), HOSTS)
+    print(f"\n== inference, {args.size} size, batch 1, {args.clue} clue, min of {args.reps} "
+          f"after one warm-up ==\n")
+    t0 = time.perf_counter()
+    cases, pairs = timing_table(args)
+    print(f"\n(timings took {time.perf_counter() - t0:.0f} s)\n")
+    print_ratios(pairs)
+    print("\nratio > 1: CrossMamba-TSE is faster. Targets (single path): >= 1.4x at 8 s, "
+          ">= 3x at 32 s.")
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump({"command": shlex.join([sys.executable, *sys.argv]), "machine": machine,
+                   "size": args.size, "clue": args.clue, "reps": args.reps,
+                   "params": params, "cases": cases, "ratios": pairs}, f, indent=1)
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
