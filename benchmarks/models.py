@@ -34,7 +34,7 @@ import time
 
 import torch
 from hyperpyyaml import load_hyperpyyaml
-from scan import _peak_rss_mb, _rss_mb  # benchmarks/scan.py, next to this file
+from scan import _rss_mb  # benchmarks/scan.py, next to this file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 YAMLS = {"cpu": "hparams/models/tse.yaml", "paper": "hparams/models/tse_paper.yaml"}
@@ -101,6 +101,17 @@ def parameter_table(sizes, hosts):
         print(f"| {r['size']} | {r['host']} | {r['config']} | {r['params_m']:.2f} "
               f"| {r['fusion_m']:.2f} | {100 * r['fusion_share']:.1f} % |")
     return rows
+
+
+def _peak_rss_mb():
+    """Peak RSS of this process (VmHWM), in MB.
+
+    Unlike ``getrusage``'s ``ru_maxrss``, which a child started by fork and exec inherits from
+    its parent, the high-water mark belongs to this process's own address space.
+    """
+    with open("/proc/self/status") as f:
+        line = next(line for line in f if line.startswith("VmHWM:"))
+    return int(line.split()[1]) / 1024
 
 
 def make_inputs(seconds, clue, seed=0):
@@ -243,9 +254,10 @@ def main():
         args.out = f"benchmarks/out/models{'_quick' if args.quick else ''}.json"
     machine = {"torch": torch.__version__, "threads": args.threads, "cpu_count": os.cpu_count(),
                "processor": platform.processor() or platform.machine(),
-               "python": platform.python_version()}
+               "python": platform.python_version(), "loadavg_start": os.getloadavg()}
     print(f"torch {machine['torch']}, {args.threads} threads, {machine['cpu_count']} CPUs, "
-          f"{machine['processor']}")
+          f"{machine['processor']}, load average {machine['loadavg_start'][0]:.2f} "
+          "(other processes make timings noisy)")
     params = []
     if not args.skip_params:
         print("\n== parameters ==\n")
@@ -254,7 +266,9 @@ def main():
           f"after one warm-up ==\n")
     t0 = time.perf_counter()
     cases, pairs = timing_table(args)
-    print(f"\n(timings took {time.perf_counter() - t0:.0f} s)\n")
+    machine["loadavg_end"] = os.getloadavg()
+    print(f"\n(timings took {time.perf_counter() - t0:.0f} s; "
+          f"load average now {machine['loadavg_end'][0]:.2f})\n")
     print_ratios(pairs)
     print("\nratio > 1: CrossMamba-TSE is faster. Targets (single path): >= 1.4x at 8 s, "
           ">= 3x at 32 s.")

@@ -115,33 +115,33 @@ class TSEDualPathModel(Dual_Path_Model):
         seg, _ = self._Segmentation(seq, self.K)  # [B, C, K, S]
         return seg.permute(0, 3, 2, 1).reshape(-1, K, seg.shape[1])
 
-    def _fuse(self, key, x, clue, where, frames, K, S, mask):
-        if key not in self.fusions:
-            return x
-        return self.fusions[key](x, self._clue_rows(clue, where, frames, K, S), mask)
+    def _path(self, i, where, block, rows, clue, frames, K, S, mask):
+        """Fusion point (if any), sequence model and linear layer on the intra or inter rows."""
+        key = f"{i}_{where}"
+        if key in self.fusions:
+            rows = self.fusions[key](rows, self._clue_rows(clue, where, frames, K, S), mask)
+        rows = run_sequence_model(getattr(block, f"{where}_mdl"), rows, mask)
+        if block.linear_layer_after_inter_intra:
+            rows = getattr(block, f"{where}_linear")(rows)
+        return rows
 
     def _dual_block(self, i, block, x, clue, frames, mask):
-        """SpeechBrain's ``Dual_Computation_Block`` with fusion points and padding masks."""
+        """SpeechBrain's ``Dual_Computation_Block`` with fusion points and padding masks.
+
+        ``mask`` [B, 1, K, S] marks the valid frames of the chunks (chunk padding is invalid).
+        """
         B, N, K, S = x.shape
-        m_intra = m_inter = None
-        if mask is not None:
-            m_intra = mask[:, 0].transpose(1, 2).reshape(B * S, K) > 0.5
-            m_inter = mask[:, 0].reshape(B * K, S) > 0.5
+        m_intra = mask[:, 0].transpose(1, 2).reshape(B * S, K) > 0.5
+        m_inter = mask[:, 0].reshape(B * K, S) > 0.5
         intra = x.permute(0, 3, 2, 1).reshape(B * S, K, N)
-        intra = self._fuse(f"{i}_intra", intra, clue, "intra", frames, K, S, m_intra)
-        intra = run_sequence_model(block.intra_mdl, intra, m_intra)
-        if block.linear_layer_after_inter_intra:
-            intra = block.intra_linear(intra)
+        intra = self._path(i, "intra", block, intra, clue, frames, K, S, m_intra)
         intra = intra.reshape(B, S, K, N).permute(0, 3, 2, 1)
         if block.norm is not None:
             intra = masked_norm(block.intra_norm, intra, mask)
         if block.skip_around_intra:
             intra = intra + x
         inter = intra.permute(0, 2, 3, 1).reshape(B * K, S, N)
-        inter = self._fuse(f"{i}_inter", inter, clue, "inter", frames, K, S, m_inter)
-        inter = run_sequence_model(block.inter_mdl, inter, m_inter)
-        if block.linear_layer_after_inter_intra:
-            inter = block.inter_linear(inter)
+        inter = self._path(i, "inter", block, inter, clue, frames, K, S, m_inter)
         inter = inter.reshape(B, K, S, N).permute(0, 3, 1, 2)
         if block.norm is not None:
             inter = masked_norm(block.inter_norm, inter, mask)
