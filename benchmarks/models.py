@@ -15,6 +15,8 @@ in a fresh process (peak RSS per case; a crash or an out-of-memory kill loses on
 under a wall-clock limit. Time is the minimum over ``--reps`` forwards after one warm-up; the
 ratio is Transformer time / CrossMamba time (> 1: CrossMamba is faster). The issue's targets for
 the single-path host (1.4x at 8 s, 3x at 32 s) are shown next to its ratios, as information.
+The Transformer twin's attention runs PyTorch's ``scaled_dot_product_attention`` (see
+``nnet/transformer.py``; PyTorch's own encoder layer builds the L x L matrix at inference on CPU).
 
 Usage::
 
@@ -36,15 +38,10 @@ import torch
 from hyperpyyaml import load_hyperpyyaml
 from scan import _rss_mb  # benchmarks/scan.py, next to this file
 
+from speechbrain_crossmamba.lobes.models import CONFIGS
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 YAMLS = {"cpu": "hparams/models/tse.yaml", "paper": "hparams/models/tse_paper.yaml"}
-CONFIGS = {  # name: (block_variant, fusion_variant), as in tse.yaml's header
-    "CrossMamba-TSE": ("mamba", "crossmamba"),
-    "Transformer-TSE": ("transformer", "attention"),
-    "Mamba-TSE": ("mamba", "mamba"),
-    "concat-TSE": ("mamba", "concat"),
-    "FiLM-TSE": ("mamba", "film"),
-}
 TWINS = ("CrossMamba-TSE", "Transformer-TSE")
 HOSTS = ("singlepath", "dualpath")
 TARGETS = {("singlepath", 8.0): 1.4, ("singlepath", 32.0): 3.0}  # the speed-up targets
@@ -263,7 +260,7 @@ def main():
         print("\n== parameters ==\n")
         params = parameter_table(list(YAMLS), HOSTS)
     print(f"\n== inference, {args.size} size, batch 1, {args.clue} clue, min of {args.reps} "
-          f"after one warm-up ==\n")
+          "after one warm-up ==\n")
     t0 = time.perf_counter()
     cases, pairs = timing_table(args)
     machine["loadavg_end"] = os.getloadavg()

@@ -7,17 +7,11 @@ import torch
 import torch.nn as nn
 from hyperpyyaml import load_hyperpyyaml
 
+from speechbrain_crossmamba.lobes.models import CONFIGS
 from speechbrain_crossmamba.nnet import fusion as fusion_zoo
 
 MODELS = pathlib.Path(__file__).resolve().parents[1] / "hparams" / "models"
 SR = 8000
-CONFIGS = {  # the configurations of the issue: (block_variant, fusion_variant)
-    "CrossMamba-TSE": ("mamba", "crossmamba"),
-    "Transformer-TSE": ("transformer", "attention"),
-    "Mamba-TSE": ("mamba", "mamba"),
-    "concat-TSE": ("mamba", "concat"),
-    "FiLM-TSE": ("mamba", "film"),
-}
 HOSTS = ("dualpath", "singlepath")
 
 

@@ -226,7 +226,7 @@ def test_batch_slices_match_one_piece(monkeypatch):
         inp = _inputs(5, 8, 4, 5, groups=1)
         calls = []
         monkeypatch.setattr(
-            _scan_torch.SelectiveScanTorch, "apply", lambda *a: calls.append(1) or apply(*a)
+            _scan_torch.SelectiveScanTorch, "apply", lambda *a, c=calls: c.append(1) or apply(*a)
         )
         y, last = selective_scan(
             **inp, delta_softplus=True, return_last_state=True, backend="torch"
