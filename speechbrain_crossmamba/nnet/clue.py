@@ -100,7 +100,7 @@ class EnrollmentEncoder(nn.Module):
 
     def forward(self, wav, lengths=None):
         """``wav`` [B, T] enrollment, ``lengths`` relative lengths (B,) -> [B, d_clue]."""
-        min_samples = int(round(self.min_seconds * self.sample_rate))
+        min_samples = round(self.min_seconds * self.sample_rate)
         wav = check_waveform(wav, "enrollment")
         lengths = check_lengths(lengths, wav.shape[0], "enrollment")
         samples = torch.full((wav.shape[0],), wav.shape[1], device=wav.device)
@@ -115,7 +115,7 @@ class EnrollmentEncoder(nn.Module):
         if not bool((wav.abs() * valid).amax(dim=1).gt(0).all()):
             raise ValueError("enrollment is silent (all zeros); it carries no clue")
         feats = self.encoder(wav * valid)
-        frames = count_frames(self.encoder, samples)
+        frames = count_frames(self.encoder, samples).clamp(min=1)
         mask = (torch.arange(feats.shape[-1], device=wav.device)[None] < frames[:, None])
         mask = mask[:, None, :].to(feats.dtype)
         h = self.acts[0](self.inp(self.norm(feats.transpose(1, 2)).transpose(1, 2)))
