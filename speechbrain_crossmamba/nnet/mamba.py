@@ -16,6 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from speechbrain.dataio.dataio import length_to_mask
 
+from speechbrain_crossmamba.checks import check_lengths
 from speechbrain_crossmamba.nnet.selective_scan import (
     LOG_DECAY_MIN,
     hidden_attention,
@@ -35,8 +36,7 @@ def lengths_to_mask(lengths, max_len):
     """
     if lengths is None:
         return None
-    if lengths.dim() != 1 or not bool(((lengths > 0) & (lengths <= 1)).all()):
-        raise ValueError("lengths must be relative lengths in (0, 1], one per batch element")
+    check_lengths(lengths, lengths.shape[0] if lengths.dim() else 0, "padding")
     return length_to_mask(torch.round(lengths * max_len), max_len=max_len).bool()
 
 
