@@ -32,8 +32,8 @@ _SLICE_ELEMENTS = 2**21
 def scan_torch(u, delta, A, B, C, D, z, delta_bias, softplus):
     """Runs :class:`SelectiveScanTorch` in batch slices that keep its buffers in cache.
 
-    Measured on 2 cores for b=250, d=512, n=16, L=9: fwd+bwd 0.50 s in one piece, 0.15 s in
-    slices of 28 rows. Returns (out, last state) like the Function.
+    Measured on 2 cores for b=250, d=512, n=16, L=9: fwd+bwd 0.50 s in one piece, 0.14-0.15 s
+    in slices of 16 to 64 rows. Returns (out, last state) like the Function.
     """
     b, d, L = u.shape
     rows = max(1, _SLICE_ELEMENTS // (d * A.shape[-1] * min(L, 32)))
