@@ -235,7 +235,6 @@ class TargetExtractor(nn.Module):
         clue = self.encode_clue(clue, clue_lengths)
         total = self.frames(T)
         padded = torch.nn.functional.pad(mix, (0, (total - 1) * self.stride + self.kernel - T))
-        samples = torch.full((B,), T, device=mix.device)
         mask = None
         if lengths is not None:
             samples = torch.round(lengths * T).long()
