@@ -1,0 +1,1 @@
+"""Data: the embedded synthetic corpora, dynamic mixing, and the CSV pipelines of the recipes."""
