@@ -1,0 +1,196 @@
+"""Metrics and reports of target extraction: SI-SNR(i), SDR(i), example audio and spectrograms.
+
+SI-SNR is computed here (masked by the true lengths of padded batches; SpeechBrain's
+``cal_si_snr`` assumes unpadded signals and edits its input in place). SDR is BSS Eval's, from
+``mir_eval`` (the implementation SpeechBrain's separation recipes report), with one reference.
+
+Authors
+ * speechbrain-crossmamba contributors
+"""
+
+import csv
+import os
+
+import numpy as np
+import torch
+
+EPS = 1e-8
+
+
+def si_snr(estimate, target, lengths=None):
+    """Scale-invariant SNR in dB of each row of a batch.
+
+    Arguments
+    ---------
+    estimate : torch.Tensor
+        Estimated signals ``[B, T]``.
+    target : torch.Tensor
+        Reference signals ``[B, T]``.
+    lengths : torch.Tensor, optional
+        Relative lengths ``(B,)``; samples beyond them are ignored.
+
+    Returns
+    -------
+    torch.Tensor
+        ``[B]`` SI-SNR in dB (float32). Inputs are not modified.
+
+    Example
+    -------
+    >>> phase = torch.arange(800) * 2 * torch.pi / 100
+    >>> t, n = torch.sin(phase).expand(2, -1), torch.cos(phase).expand(2, -1)  # orthogonal
+    >>> si_snr(2 * t + 0.2 * n, t).round()  # the scale does not count; 0.1 of noise: 20 dB
+    tensor([20., 20.])
+    >>> padded = torch.cat([t, torch.randn(2, 200)], dim=1)
+    >>> torch.allclose(si_snr(padded, torch.cat([t, torch.zeros(2, 200)], 1), torch.tensor([0.8, 0.8])),
+    ...                si_snr(t, t))
+    True
+    """
+    estimate, target = estimate.float(), target.float()
+    B, T = target.shape
+    if lengths is None:
+        mask = torch.ones_like(target)
+    else:
+        samples = torch.round(lengths.to(target.device).float() * T).clamp(min=1)
+        mask = (torch.arange(T, device=target.device)[None] < samples[:, None]).float()
+    count = mask.sum(1, keepdim=True)
+    estimate = (estimate - (estimate * mask).sum(1, keepdim=True) / count) * mask
+    target = (target - (target * mask).sum(1, keepdim=True) / count) * mask
+    dot = (estimate * target).sum(1, keepdim=True)
+    projection = dot * target / ((target**2).sum(1, keepdim=True) + EPS)
+    noise = estimate - projection
+    ratio = (projection**2).sum(1) / ((noise**2).sum(1) + EPS)
+    return 10 * torch.log10(ratio + EPS)
+
+
+def sdr(estimate, target):
+    """BSS Eval SDR in dB of one estimate against one reference (``mir_eval``).
+
+    Arguments
+    ---------
+    estimate : torch.Tensor or numpy.ndarray
+        ``[T]`` estimate.
+    target : torch.Tensor or numpy.ndarray
+        ``[T]`` reference (not silent).
+
+    Returns
+    -------
+    float
+
+    Example
+    -------
+    >>> t = torch.randn(4000)
+    >>> sdr(t + 0.1 * torch.randn(4000), t) > 15
+    True
+    """
+    import warnings
+
+    from mir_eval.separation import bss_eval_sources
+
+    est = np.asarray(torch.as_tensor(estimate).detach().float().cpu())[None]
+    ref = np.asarray(torch.as_tensor(target).detach().float().cpu())[None]
+    with warnings.catch_warnings():  # mir_eval 0.8 announces a move of bss_eval; pinned to 0.8
+        warnings.simplefilter("ignore", FutureWarning)
+        return float(bss_eval_sources(ref, est, compute_permutation=False)[0][0])
+
+
+def utterance_metrics(estimate, target, mixture):
+    """SI-SNR, SI-SNRi, SDR and SDRi of one utterance (``[T]`` tensors, true length).
+
+    Example
+    -------
+    >>> t, n = torch.randn(4000), torch.randn(4000)
+    >>> m = utterance_metrics(t + 0.1 * n, t, t + n)
+    >>> sorted(m), m["si-snri"] > 15
+    (['sdr', 'sdri', 'si-snr', 'si-snri'], True)
+    """
+    rows = torch.stack([estimate.float(), mixture.float()])
+    snr_est, snr_mix = si_snr(rows, target.float()[None].expand_as(rows)).tolist()
+    sdr_est, sdr_mix = sdr(estimate, target), sdr(mixture, target)
+    return {
+        "si-snr": snr_est,
+        "si-snri": snr_est - snr_mix,
+        "sdr": sdr_est,
+        "sdri": sdr_est - sdr_mix,
+    }
+
+
+def write_results(path, rows, keys=("si-snr", "si-snri", "sdr", "sdri")):
+    """Writes one CSV row per mixture and a final ``avg`` row; returns the averages.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "r.csv")
+    >>> write_results(path, [{"ID": "a", "si-snr": 1.0}, {"ID": "b", "si-snr": 3.0}], keys=["si-snr"])
+    {'si-snr': 2.0}
+    >>> open(path).read().splitlines()[-1]
+    'avg,2.0'
+    """
+    means = {k: float(np.mean([r[k] for r in rows])) for k in keys}
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["ID", *keys], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        writer.writerow({"ID": "avg", **means})
+    return means
+
+
+def save_example(folder, name, signals, sample_rate, title=""):
+    """Writes the example's WAVs (``<name>_<key>.wav``) and a before/after spectrogram PNG.
+
+    Arguments
+    ---------
+    folder : str
+        Output folder (created).
+    name : str
+        Example name (the mixture ID).
+    signals : dict
+        ``key -> [T]`` tensors, e.g. ``mixture``, ``enrollment``, ``estimate``, ``target``.
+        The PNG shows ``mixture``, ``estimate`` and ``target`` when present.
+    sample_rate : int
+        Sampling rate of the signals.
+    title : str
+        Shown above the spectrograms (e.g. the clue).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> sigs = {"mixture": torch.randn(8000), "estimate": torch.randn(8000), "target": torch.randn(8000)}
+    >>> save_example(folder, "ex", sigs, 8000)
+    >>> sorted(os.listdir(folder))
+    ['ex.png', 'ex_estimate.wav', 'ex_mixture.wav', 'ex_target.wav']
+    """
+    from speechbrain.dataio.dataio import write_audio
+
+    os.makedirs(folder, exist_ok=True)
+    for key, sig in signals.items():
+        sig = sig.detach().float().cpu()
+        peak = sig.abs().max().clamp(min=1.0)  # keep levels, avoid clipping
+        write_audio(os.path.join(folder, f"{name}_{key}.wav"), sig / peak, sample_rate)
+    shown = [k for k in ("mixture", "estimate", "target") if k in signals]
+    _spectrograms(os.path.join(folder, f"{name}.png"), {k: signals[k] for k in shown}, sample_rate, title)
+
+
+def _spectrograms(path, signals, sample_rate, title):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(signals), 1, figsize=(8, 2.2 * len(signals)), sharex=True)
+    axes = np.atleast_1d(axes)
+    window = torch.hann_window(256)
+    for ax, (key, sig) in zip(axes, signals.items()):
+        spec = torch.stft(sig.detach().float().cpu(), 256, 64, window=window, return_complex=True)
+        db = 20 * torch.log10(spec.abs() + 1e-5)
+        seconds = sig.shape[-1] / sample_rate
+        ax.imshow(db.numpy(), origin="lower", aspect="auto", cmap="magma", vmin=float(db.max()) - 80,
+                  extent=[0, seconds, 0, sample_rate / 2000])
+        ax.set_ylabel(f"{key}\nkHz")
+    axes[-1].set_xlabel("seconds")
+    if title:
+        axes[0].set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)

@@ -1,0 +1,205 @@
+"""Training and evaluation of target extractors: ``TSEBrain`` and the recipe entry point.
+
+Every recipe (``train.py`` at the top level, ``recipes/*/train.py``) is the same few lines::
+
+    from speechbrain_crossmamba.training import main
+    main(sys.argv[1:])
+
+and the YAML says everything else:
+
+- ``prepare_data``: a function returning ``{name: csv path}`` (e.g. ``prepare_synth_speakers``);
+- ``train_set``: a dataset factory; ``train_inputs`` maps its arguments to prepared CSVs
+  (``{utterances_csv: train_utts}``), or ``{}`` for procedural data;
+- ``eval_set``: the mixture-CSV factory for ``valid`` and ``test`` (``tse_data.mixture_dataset``);
+- ``clue_key``: ``enroll_sig`` or ``label``: the batch entry given to the model as the clue;
+- ``modules.extractor``: a :class:`~speechbrain_crossmamba.lobes.models.extractor.TargetExtractor`
+  included from ``model_file`` (``hparams/models/tse.yaml``).
+
+Authors
+ * speechbrain-crossmamba contributors
+"""
+
+import logging
+import os
+
+import speechbrain as sb
+import torch
+from hyperpyyaml import load_hyperpyyaml
+from speechbrain.dataio.batch import PaddedData
+from speechbrain.utils.distributed import if_main_process, run_on_main
+
+from speechbrain_crossmamba.dataio.tse_data import check_csv
+from speechbrain_crossmamba.evaluation import save_example, si_snr, utterance_metrics, write_results
+from speechbrain_crossmamba.export import export_pretrained
+
+logger = logging.getLogger(__name__)
+
+
+class TSEBrain(sb.Brain):
+    """Trains a target extractor on SI-SNR, validates, checkpoints and writes test results.
+
+    The loss is the negative SI-SNR of the estimate, with SpeechBrain's separation-recipe loss
+    thresholding (``threshold_byloss``, ``threshold``: examples already better than the
+    threshold stop pulling). Gradient clipping (``max_grad_norm``), mixed precision
+    (``--precision=bf16``), intra-epoch checkpoints (``ckpt_interval_minutes``), resuming, DDP
+    and progress bars are the ``sb.Brain`` machinery. ``lr_scheduler`` is SpeechBrain's
+    ``ReduceLROnPlateau`` on the validation loss; checkpoints keep the best validation SI-SNR.
+
+    Example
+    -------
+    >>> from hyperpyyaml import load_hyperpyyaml
+    >>> from speechbrain.dataio.batch import PaddedBatch
+    >>> hp = load_hyperpyyaml(open("hparams/models/tse.yaml"), {"N": 16, "num_layers": 1})
+    >>> brain = TSEBrain({"extractor": hp["extractor"]}, hparams={"clue_key": "enroll_sig"})
+    >>> item = {"id": "a", "mix_sig": torch.randn(8000), "target_sig": torch.randn(8000),
+    ...         "enroll_sig": torch.randn(8000)}
+    >>> batch = PaddedBatch([item, item])
+    >>> brain.compute_forward(batch, sb.Stage.VALID).shape
+    torch.Size([2, 8000])
+    """
+
+    def compute_forward(self, batch, stage):
+        """Estimates the target from ``mix_sig`` and the clue ``batch[clue_key]``."""
+        batch = batch.to(self.device)
+        mix, mix_lens = batch.mix_sig
+        clue, clue_lens = getattr(batch, self.hparams.clue_key), None
+        if isinstance(clue, PaddedData):
+            clue, clue_lens = clue
+        return self.modules.extractor(mix, clue, lengths=mix_lens, clue_lengths=clue_lens)
+
+    def compute_objectives(self, predictions, batch, stage):
+        """Negative SI-SNR (thresholded in training); records metrics when evaluating."""
+        target, lens = batch.target_sig
+        snr = si_snr(predictions, target, lens)
+        if stage == sb.Stage.TRAIN:
+            loss = -snr
+            if getattr(self.hparams, "threshold_byloss", False):
+                kept = loss[loss > self.hparams.threshold]
+                loss = kept if kept.numel() > 0 else loss
+            return loss.mean()
+        mix, _ = batch.mix_sig
+        self.valid_snr.append(snr.detach().cpu())
+        self.valid_snri.append((snr - si_snr(mix, target, lens)).detach().cpu())
+        if stage == sb.Stage.TEST:
+            self._record_test(predictions, batch)
+        return -snr.mean()
+
+    def _record_test(self, predictions, batch):
+        target, lens = batch.target_sig
+        mix, _ = batch.mix_sig
+        clue = getattr(batch, self.hparams.clue_key)
+        for i, uid in enumerate(batch.id):
+            n = int(torch.round(lens[i] * target.shape[1]))
+            est = predictions[i, :n].float()
+            row = {"ID": uid, **utterance_metrics(est, target[i, :n], mix[i, :n])}
+            self.test_rows.append(row)
+            if len(self.test_rows) <= getattr(self.hparams, "n_examples", 0) and if_main_process():
+                signals = {"mixture": mix[i, :n], "estimate": est, "target": target[i, :n]}
+                title = f"{uid}: SI-SNRi {row['si-snri']:.1f} dB"
+                if isinstance(clue, PaddedData):
+                    m = int(torch.round(clue.lengths[i] * clue.data.shape[1]))
+                    signals["enrollment"] = clue.data[i, :m]
+                else:
+                    title += f", clue {clue[i].nonzero().flatten().tolist()}"
+                folder = os.path.join(self.hparams.output_folder, "examples")
+                save_example(folder, uid, signals, self.hparams.sample_rate, title)
+
+    def on_stage_start(self, stage, epoch=None):
+        """Resets the metric lists; tells a dynamic-mixing train set the epoch."""
+        self.valid_snr, self.valid_snri, self.test_rows = [], [], []
+        train_set = getattr(self, "_train_set", None)
+        if stage == sb.Stage.TRAIN and hasattr(train_set, "set_epoch"):
+            train_set.set_epoch(epoch)
+
+    def fit(self, epoch_counter, train_set, valid_set=None, **kwargs):
+        """``sb.Brain.fit``, keeping the train set to give it the epoch (dynamic mixing)."""
+        self._train_set = train_set
+        return super().fit(epoch_counter, train_set, valid_set, **kwargs)
+
+    def on_stage_end(self, stage, stage_loss, epoch=None):
+        """Logs, steps the scheduler, keeps the best checkpoint, writes ``test_results.csv``."""
+        if stage == sb.Stage.TRAIN:
+            self.train_stats = {"si-snr": -stage_loss}
+            return
+        stats = {
+            "si-snr": torch.cat(self.valid_snr).mean().item(),
+            "si-snri": torch.cat(self.valid_snri).mean().item(),
+        }
+        if stage == sb.Stage.VALID:
+            current_lr, next_lr = self.hparams.lr_scheduler([self.optimizer], epoch, stage_loss)
+            sb.nnet.schedulers.update_learning_rate(self.optimizer, next_lr)
+            self.hparams.train_logger.log_stats(
+                stats_meta={"epoch": epoch, "lr": current_lr},
+                train_stats=self.train_stats,
+                valid_stats=stats,
+            )
+            self.checkpointer.save_and_keep_only(meta=stats, max_keys=["si-snr"])
+        elif stage == sb.Stage.TEST:
+            if if_main_process():
+                path = os.path.join(self.hparams.output_folder, "test_results.csv")
+                stats = write_results(path, self.test_rows)
+            self.hparams.train_logger.log_stats(
+                stats_meta={"Epoch loaded": self.hparams.epoch_counter.current}, test_stats=stats
+            )
+
+
+def prepare_datasets(hparams):
+    """Prepares the data (on the main process) and builds the train, valid and test sets.
+
+    Every audio file the CSVs name is checked first (:func:`~.dataio.tse_data.check_csv`): a
+    missing or corrupt one stops the run with its name, unless ``skip_bad_files`` is set.
+    """
+    files = run_on_main(hparams["prepare_data"]) or hparams["prepare_data"]()
+    skip = hparams.get("skip_bad_files", False)
+    rate = hparams["sample_rate"]
+    train_kwargs = {}
+    for argument, name in hparams.get("train_inputs", {}).items():
+        train_kwargs[argument] = files[name]
+        bad = check_csv(files[name], rate, skip)
+        if bad:
+            train_kwargs["exclude"] = bad
+    datasets = {"train": hparams["train_set"](**train_kwargs)}
+    for split in ("valid", "test"):
+        bad = check_csv(files[split], rate, skip)
+        datasets[split] = hparams["eval_set"](files[split], exclude=bad)
+    return datasets
+
+
+def main(argv):
+    """The recipe: ``python train.py hparams/<config>.yaml [--key=value ...]``.
+
+    Trains with validation and checkpoints, evaluates the best checkpoint on the test set
+    (``test_results.csv``, ``examples/``) and writes ``<output_folder>/pretrained/``.
+    """
+    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    with open(hparams_file, encoding="utf-8") as fin:
+        hparams = load_hyperpyyaml(fin, overrides)
+    sb.utils.distributed.ddp_init_group(run_opts)
+    sb.create_experiment_directory(
+        experiment_directory=hparams["output_folder"],
+        hyperparams_to_save=hparams_file,
+        overrides=overrides,
+    )
+    datasets = prepare_datasets(hparams)
+    brain = TSEBrain(
+        modules=hparams["modules"],
+        opt_class=hparams["optimizer"],
+        hparams=hparams,
+        run_opts=run_opts,
+        checkpointer=hparams["checkpointer"],
+    )
+    brain.fit(
+        hparams["epoch_counter"],
+        datasets["train"],
+        datasets["valid"],
+        train_loader_kwargs=hparams["dataloader_opts"],
+        valid_loader_kwargs=hparams["eval_dataloader_opts"],
+    )
+    brain.evaluate(datasets["test"], max_key="si-snr", test_loader_kwargs=hparams["eval_dataloader_opts"])
+    if if_main_process():
+        model_file = os.path.join(os.path.dirname(os.path.abspath(hparams_file)), hparams["model_file"])
+        folder = os.path.join(hparams["output_folder"], "pretrained")
+        export_pretrained(brain.modules.extractor, hparams["model"], model_file, folder,
+                          extra=hparams.get("pretrained_extra"))
+        logger.info("pretrained model written to %s", folder)
+    return brain
