@@ -96,11 +96,12 @@ class TSEBrain(sb.Brain):
             if len(self.test_rows) <= getattr(self.hparams, "n_examples", 0) and if_main_process():
                 signals = {"mixture": mix[i, :n], "estimate": est, "target": target[i, :n]}
                 title = f"{uid}: SI-SNRi {row['si-snri']:.1f} dB"
-                if isinstance(clue, PaddedData):
+                if self.hparams.clue_key == "enroll_sig":
                     m = int(torch.round(clue.lengths[i] * clue.data.shape[1]))
                     signals["enrollment"] = clue.data[i, :m]
                 else:
-                    title += f", clue {clue[i].nonzero().flatten().tolist()}"
+                    names = getattr(self.hparams, "classes", None) or range(clue.data.shape[1])
+                    title += ", clue " + " ".join(str(c) for c, on in zip(names, clue.data[i]) if on > 0)
                 folder = os.path.join(self.hparams.output_folder, "examples")
                 save_example(folder, uid, signals, self.hparams.sample_rate, title)
 

@@ -1,0 +1,215 @@
+"""The training recipe: YAML variants, bad files, end-to-end runs, resuming, determinism."""
+
+import csv
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from speechbrain.dataio.dataio import write_audio
+from speechbrain.inference.interfaces import Pretrained
+
+from speechbrain_crossmamba.dataio.synth_events import CLASSES
+from speechbrain_crossmamba.training import TSEBrain, main, prepare_datasets
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HPARAMS = os.path.join(ROOT, "hparams")
+TINY_MODEL = "--model={N: 16, N_encoder: 16, num_layers: 1, enroll_hidden: 16, d_ffn: 32}"
+TINY_SPEAKERS = [
+    "--n_train_speakers=4", "--n_valid_speakers=2", "--n_test_speakers=2",
+    "--utterances_per_speaker=3", "--n_valid_mixtures=2", "--n_test_mixtures=3",
+]
+
+
+def tiny_args(tmp, data, yaml="crossmamba_tse.yaml", epochs=1, epoch_size=8, extra=()):
+    args = [
+        os.path.join(HPARAMS, yaml), f"--data_folder={data}", f"--output_folder={tmp}",
+        f"--number_of_epochs={epochs}", f"--epoch_size={epoch_size}", "--batch_size=2",
+        "--n_examples=1", TINY_MODEL, "--noprogressbar",
+    ]
+    if "label" in yaml:
+        args += ["--n_valid_mixtures=2", "--n_test_mixtures=3", "--seconds=1.0"]
+    else:
+        args += TINY_SPEAKERS + ["--segment_seconds=1.0", "--enroll_seconds=1.0"]
+    return args + list(extra)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """One tiny SynthSpeakers corpus for the whole module (generated once)."""
+    return str(tmp_path_factory.mktemp("data"))
+
+
+def _model_lines(path):
+    lines = [line for line in open(path) if line.strip() and not line.startswith("#")]
+    return [line for line in lines if not re.match(r"(experiment_name|block_variant|fusion_variant):", line)]
+
+
+@pytest.mark.parametrize(
+    "variant, base",
+    [
+        ("transformer_tse", "crossmamba_tse"),
+        ("mamba_tse", "crossmamba_tse"),
+        ("concat_tse", "crossmamba_tse"),
+        ("transformer_tse_label", "crossmamba_tse_label"),
+    ],
+)
+def test_baselines_change_only_the_model(variant, base):
+    variant_path = os.path.join(HPARAMS, variant + ".yaml")
+    assert _model_lines(variant_path) == _model_lines(os.path.join(HPARAMS, base + ".yaml"))
+    assert "fusion_variant: crossmamba" not in open(variant_path).read()
+
+
+def test_label_yaml_lists_the_synth_event_classes():
+    from hyperpyyaml import load_hyperpyyaml
+
+    with open(os.path.join(HPARAMS, "crossmamba_tse_label.yaml")) as f:
+        hp = load_hyperpyyaml(f, {"model": {"N": 8, "N_encoder": 8, "num_layers": 1}})
+    assert tuple(hp["classes"]) == CLASSES
+    assert hp["model"]["num_classes"] == len(CLASSES)
+
+
+def _mixture_csv(folder, rows):
+    path = os.path.join(folder, "list.csv")
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["ID", "duration", "mix_wav", "target_wav", "enroll_wav"])
+        writer.writerows(rows)
+    return path
+
+
+def _bad_file_hparams(tmp_path, skip):
+    good = []
+    for name in ("m", "t", "e"):
+        good.append(str(tmp_path / f"{name}.wav"))
+        write_audio(good[-1], 0.1 * torch.randn(1600), 8000)
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF\x00\x00garbage")
+    rows = [["ok", 0.2, *good], ["gone", 0.2, str(tmp_path / "missing.wav"), good[1], good[2]],
+            ["broken", 0.2, good[0], good[1], str(corrupt)]]
+    path = _mixture_csv(str(tmp_path), rows)
+    from speechbrain_crossmamba.dataio.tse_data import mixture_dataset
+
+    return {
+        "prepare_data": lambda: {"valid": path, "test": path},
+        "train_set": lambda: None,
+        "eval_set": mixture_dataset,
+        "sample_rate": 8000,
+        "skip_bad_files": skip,
+    }
+
+
+def test_missing_file_stops_before_training_with_its_name(tmp_path):
+    with pytest.raises(ValueError, match=r"row gone: missing file: .*missing\.wav \(column mix_wav\)"):
+        prepare_datasets(_bad_file_hparams(tmp_path, skip=False))
+
+
+def test_skip_bad_files_logs_and_skips(tmp_path, caplog):
+    datasets = prepare_datasets(_bad_file_hparams(tmp_path, skip=True))
+    assert [item["id"] for item in datasets["test"]] == ["ok"]
+    assert "missing.wav" in caplog.text and "corrupt.wav" in caplog.text
+
+
+def test_wrong_sample_rate_is_named(tmp_path):
+    path = str(tmp_path / "x.wav")
+    write_audio(path, 0.1 * torch.randn(1600), 16000)
+    csv_path = _mixture_csv(str(tmp_path), [["x", 0.1, path, path, path]])
+    from speechbrain_crossmamba.dataio.tse_data import check_csv
+
+    with pytest.raises(ValueError, match="wrong sample rate 16000 Hz, expected 8000 Hz"):
+        check_csv(csv_path, 8000)
+
+
+def _first_train_loss(folder):
+    line = open(os.path.join(folder, "train_log.txt")).readline()
+    return float(re.search(r"train si-snr: (\S+)", line).group(1))
+
+
+def test_end_to_end_writes_checkpoints_results_and_pretrained(tmp_path, data):
+    out = str(tmp_path / "run")
+    main(tiny_args(out, data))
+    assert any(name.startswith("CKPT") for name in os.listdir(os.path.join(out, "save")))
+    rows = list(csv.DictReader(open(os.path.join(out, "test_results.csv"))))
+    assert [r["ID"] for r in rows][-1] == "avg" and len(rows) == 3 + 1
+    for key in ("si-snr", "si-snri", "sdr", "sdri"):
+        values = [float(r[key]) for r in rows]
+        assert all(v == v for v in values)  # finite numbers, no NaN
+        assert abs(sum(values[:-1]) / 3 - values[-1]) < 1e-6
+    examples = os.listdir(os.path.join(out, "examples"))
+    assert {n.split("_")[-1] for n in examples} >= {"mixture.wav", "enrollment.wav", "estimate.wav", "target.wav"}
+    assert any(n.endswith(".png") for n in examples)
+    model = Pretrained.from_hparams(source=os.path.join(out, "pretrained"), savedir=os.path.join(out, "pretrained"))
+    wav = model.mods.extractor(torch.randn(1, 8000), torch.randn(1, 8000))
+    assert wav.shape == (1, 8000) and torch.isfinite(wav).all()
+
+
+def test_same_seed_same_first_epoch_loss(tmp_path, data):
+    losses = []
+    for run in ("a", "b", "c"):
+        extra = ["--seed=7"] if run == "c" else []
+        main(tiny_args(str(tmp_path / run), data, extra=extra))
+        losses.append(_first_train_loss(str(tmp_path / run)))
+    assert losses[0] == losses[1]
+    assert losses[2] != losses[0]
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_resume_after_interruption_continues_mid_epoch(tmp_path, data, monkeypatch):
+    out = str(tmp_path / "run")
+    args = tiny_args(out, data, epoch_size=12, extra=["--ckpt_interval_steps=1"])  # 6 steps
+    original, calls = TSEBrain.fit_batch, []
+
+    def crashing(self, batch):
+        calls.append(1)
+        if len(calls) == 4:  # dies in step 4: steps 1-3 are checkpointed
+            raise Interrupted()
+        return original(self, batch)
+
+    monkeypatch.setattr(TSEBrain, "fit_batch", crashing)
+    with pytest.raises(Interrupted):
+        main(args)
+    calls.clear()
+    monkeypatch.setattr(TSEBrain, "fit_batch", lambda self, batch: calls.append(1) or original(self, batch))
+    main(args)
+    assert len(calls) == 3  # only the steps that were not checkpointed
+    assert open(os.path.join(out, "train_log.txt")).read().count("epoch: 1,") == 1
+
+
+def test_sigkill_mid_epoch_then_rerun_resumes(tmp_path, data):
+    out = str(tmp_path / "run")
+    cmd = [sys.executable, os.path.join(ROOT, "train.py")]
+    cmd += tiny_args(out, data, epoch_size=400, extra=["--ckpt_interval_steps=2"])
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    save, deadline = os.path.join(out, "save"), time.time() + 120
+    try:
+        while time.time() < deadline:
+            ckpts = [n for n in os.listdir(save) if n.startswith("CKPT")] if os.path.isdir(save) else []
+            if ckpts and "dataloader-TRAIN.ckpt" in os.listdir(os.path.join(save, ckpts[0])):
+                break
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert ckpts, "no intra-epoch checkpoint appeared"
+    step = int(open(os.path.join(save, ckpts[0], "brain.ckpt")).read().split("step:")[1].split()[0])
+    assert step >= 2
+    rerun = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert "Loading a checkpoint from" in rerun.stdout + rerun.stderr
+    assert os.path.isfile(os.path.join(out, "test_results.csv"))
+
+
+def test_label_task_one_tiny_epoch(tmp_path):
+    out = str(tmp_path / "run")
+    main(tiny_args(out, str(tmp_path / "data"), yaml="crossmamba_tse_label.yaml"))
+    rows = list(csv.DictReader(open(os.path.join(out, "test_results.csv"))))
+    assert len(rows) == 3 + 1
+    hp = open(os.path.join(out, "pretrained", "hyperparams.yaml")).read()
+    assert "classes:" in hp and "clue_variant: label" in hp
