@@ -1,0 +1,316 @@
+"""Mixing two speakers at a given SNR, and the dynamic-mixing training set.
+
+:func:`mix_at_snr` is shared by the fixed valid/test mixture lists of
+:mod:`speechbrain_crossmamba.dataio.synth_speakers` and by :class:`DynamicMixDataset`, so that
+both follow one convention: the SNR is the target's power relative to the interferer's, an
+optional noise sits ``noise_db`` dB relative to the two-speaker mixture, and when the mixture
+would clip, mixture and target are scaled down together (the target stays the exact
+reference of the mixture).
+
+Authors
+ * speechbrain-crossmamba contributors
+"""
+
+import csv
+
+import numpy as np
+import torch
+
+_EPS = 1e-10
+
+
+def _power(x):
+    return float((x * x).mean()) + _EPS if len(x) else _EPS
+
+
+def _peak(x):
+    return float(abs(x).max()) if len(x) else 0.0
+
+
+def mix_at_snr(target, interferer, snr_db, noise=None, noise_db=None, peak=0.9):
+    """Mixes ``target`` with ``interferer`` at ``snr_db`` (target relative to interferer).
+
+    Works alike on 1-D numpy arrays and torch tensors of one length.
+
+    Arguments
+    ---------
+    target, interferer : numpy.ndarray or torch.Tensor
+        1-D signals of the same length; the target keeps its level.
+    snr_db : float
+        Power of the target relative to the scaled interferer, in dB.
+    noise : same type, optional
+        A noise signal of the same length, added at ``noise_db``.
+    noise_db : float, optional
+        Noise power relative to the two-speaker mixture, in dB (e.g. -25: 25 dB below).
+    peak : float
+        If the mixture or the target would exceed this absolute value, both are scaled by
+        the same factor so that neither does.
+
+    Returns
+    -------
+    mix, target
+        The mixture and the (possibly scaled) target, consistent with each other.
+
+    Example
+    -------
+    >>> g = torch.Generator().manual_seed(0)
+    >>> s, n = torch.randn(8000, generator=g), torch.randn(8000, generator=g)
+    >>> mix, tgt = mix_at_snr(0.1 * s, n, snr_db=5.0)
+    >>> interferer = mix - tgt
+    >>> round(10 * torch.log10(tgt.pow(2).mean() / interferer.pow(2).mean()).item(), 3)
+    5.0
+    >>> mix, tgt = mix_at_snr(s, n, snr_db=0.0, noise=torch.randn(8000, generator=g), noise_db=-25.0)
+    >>> bool(mix.abs().max() <= 0.9 + 1e-6)
+    True
+    >>> mix_at_snr(s, n[:10], 0.0)
+    Traceback (most recent call last):
+    ...
+    ValueError: target and interferer must have the same length; got 8000 and 10
+    """
+    if len(target) != len(interferer):
+        raise ValueError(
+            f"target and interferer must have the same length; got {len(target)} and {len(interferer)}"
+        )
+    gain = (_power(target) / (_power(interferer) * 10.0 ** (snr_db / 10.0))) ** 0.5
+    mix = target + gain * interferer
+    if noise is not None:
+        if noise_db is None or len(noise) != len(target):
+            raise ValueError("noise needs noise_db and the length of the target")
+        mix = mix + (_power(mix) * 10.0 ** (noise_db / 10.0) / _power(noise)) ** 0.5 * noise
+    top = max(_peak(mix), _peak(target))
+    if top > peak:
+        mix, target = mix * (peak / top), target * (peak / top)
+    return mix, target
+
+
+def colored_noise(n_samples, rng, color="white"):
+    """Unit-power white or pink (1/f power) Gaussian noise as float32 numpy.
+
+    Example
+    -------
+    >>> x = colored_noise(4000, np.random.default_rng(0), "pink")
+    >>> x.shape, x.dtype, round(float((x ** 2).mean()), 3)
+    ((4000,), dtype('float32'), 1.0)
+    """
+    white = rng.standard_normal(n_samples)
+    if color == "pink" and n_samples > 1:
+        spec = np.fft.rfft(white)
+        freqs = np.arange(len(spec), dtype=np.float64)
+        freqs[0] = 1.0
+        white = np.fft.irfft(spec / np.sqrt(freqs), n=n_samples)
+    elif color not in ("white", "pink"):
+        raise ValueError(f"noise color must be 'white' or 'pink'; got {color!r}")
+    white = white - white.mean()
+    return (white / np.sqrt((white**2).mean() + _EPS)).astype(np.float32)
+
+
+def crop_or_pad(signal, length, rng):
+    """A random ``length``-sample window of ``signal``, or ``signal`` placed at a random
+    offset in zeros when shorter.
+
+    Example
+    -------
+    >>> rng = np.random.default_rng(0)
+    >>> crop_or_pad(torch.ones(10), 4, rng).tolist(), int(crop_or_pad(torch.ones(3), 8, rng).sum())
+    ([1.0, 1.0, 1.0, 1.0], 3)
+    """
+    n = len(signal)
+    if n >= length:
+        start = int(rng.integers(0, n - length + 1))
+        return signal[start : start + length]
+    out = signal.new_zeros(length)
+    start = int(rng.integers(0, length - n + 1))
+    out[start : start + n] = signal
+    return out
+
+
+def read_utterance_csv(path, exclude=()):
+    """Rows ``{ID, duration, wav, spk_id}`` of an utterance CSV, without the IDs in ``exclude``.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> p = os.path.join(tempfile.mkdtemp(), "u.csv")
+    >>> _ = open(p, "w").write("ID,duration,wav,spk_id\\na,1.0,/a.wav,s1\\nb,2.0,/b.wav,s2\\n")
+    >>> [r["ID"] for r in read_utterance_csv(p, exclude={"b"})]
+    ['a']
+    """
+    exclude = set(exclude)
+    with open(path, newline="") as f:
+        rows = [row for row in csv.DictReader(f) if row["ID"] not in exclude]
+    missing = {"ID", "duration", "wav", "spk_id"} - set(rows[0] if rows else {})
+    if not rows or missing:
+        raise ValueError(f"{path} has no usable rows with columns ID,duration,wav,spk_id")
+    return rows
+
+
+class DynamicMixDataset(torch.utils.data.Dataset):
+    """Two-speaker mixtures drawn afresh every epoch from an utterance CSV.
+
+    Item ``index`` of epoch ``e`` depends only on ``(seed, e, index)``: its random draws come
+    from ``numpy.random.default_rng((seed, e, index))`` and its target from a per-epoch
+    permutation, so it is the same in any worker and after resuming. The targets of an epoch
+    run through a permutation of all usable utterances (each once per epoch when
+    ``epoch_size`` is None); the interferer is an utterance of another speaker, the enrollment
+    another utterance of the target speaker. Interferers are drawn among the other speaker's
+    utterances at least one segment long when there are any.
+
+    Arguments
+    ---------
+    utterances_csv : str
+        CSV with columns ``ID,duration,wav,spk_id`` (e.g. ``train_utts`` of
+        :func:`~speechbrain_crossmamba.dataio.synth_speakers.prepare_synth_speakers`).
+    segment_seconds : float
+        Length of mixture and target (cropped, or zero-padded at a random offset).
+    enroll_seconds : float
+        Longest enrollment; a longer utterance is cropped at random.
+    snr_range : (float, float)
+        Uniform range of the target-to-interferer ratio in dB.
+    noise_db : (float, float), optional
+        Uniform range of the level of white or pink noise relative to the mixture, in dB
+        (e.g. ``(-30, -20)``); no noise when None.
+    sample_rate : int
+        Sample rate of the WAVs (checked on the first one).
+    epoch_size : int, optional
+        Items per epoch; the number of usable utterances when None.
+    seed : int
+        Base seed.
+    exclude : iterable of str
+        Utterance IDs to skip (bad files).
+    preload : bool
+        Read all audio once into one tensor (shared copy-on-write by forked workers);
+        otherwise read each file when used, with :func:`speechbrain.dataio.dataio.read_audio`.
+
+    Example
+    -------
+    >>> import tempfile, os, soundfile
+    >>> d = tempfile.mkdtemp(); lines = ["ID,duration,wav,spk_id"]
+    >>> for i in range(4):
+    ...     path = os.path.join(d, f"u{i}.wav")
+    ...     soundfile.write(path, np.random.default_rng(i).uniform(-.5, .5, 8000), 8000)
+    ...     lines.append(f"u{i},1.0,{path},s{i % 2}")
+    >>> _ = open(os.path.join(d, "utts.csv"), "w").write("\\n".join(lines) + "\\n")
+    >>> ds = DynamicMixDataset(os.path.join(d, "utts.csv"), segment_seconds=0.5, enroll_seconds=0.25)
+    >>> item = ds[0]
+    >>> len(ds), item["mix_sig"].shape, item["target_sig"].shape, item["enroll_sig"].shape
+    (4, torch.Size([4000]), torch.Size([4000]), torch.Size([2000]))
+    >>> bool(torch.equal(ds[1]["mix_sig"], ds[1]["mix_sig"]))
+    True
+    """
+
+    def __init__(
+        self,
+        utterances_csv,
+        segment_seconds=3.0,
+        enroll_seconds=3.0,
+        snr_range=(-5.0, 5.0),
+        noise_db=None,
+        sample_rate=8000,
+        epoch_size=None,
+        seed=1234,
+        exclude=(),
+        preload=True,
+    ):
+        rows = read_utterance_csv(utterances_csv, exclude)
+        self.ids = [r["ID"] for r in rows]
+        self.paths = [r["wav"] for r in rows]
+        self.speakers = [r["spk_id"] for r in rows]
+        self.lengths = [float(r["duration"]) * sample_rate for r in rows]
+        self.by_speaker = {}
+        for i, spk in enumerate(self.speakers):
+            self.by_speaker.setdefault(spk, []).append(i)
+        self.targets = [i for i, s in enumerate(self.speakers) if len(self.by_speaker[s]) > 1]
+        if len(self.by_speaker) < 2 or not self.targets:
+            raise ValueError(
+                f"{utterances_csv}: dynamic mixing needs 2+ speakers and one with 2+ utterances"
+            )
+        self.segment = round(segment_seconds * sample_rate)
+        self.enroll = round(enroll_seconds * sample_rate)
+        if self.segment < 1 or self.enroll < 1:
+            raise ValueError("segment_seconds and enroll_seconds must be positive")
+        self.snr_range = tuple(snr_range)
+        self.noise_db = None if noise_db is None else tuple(noise_db)
+        self.sample_rate = sample_rate
+        self.epoch_size = epoch_size
+        self.seed = seed
+        self.epoch = 0
+        self._perm = {}
+        self._check_rate(self.paths[0])
+        self._audio = self._offsets = None
+        if preload:
+            signals = [self._read(p) for p in self.paths]
+            self._offsets = np.cumsum([0] + [len(s) for s in signals])
+            self._audio = torch.cat(signals)
+
+    def _check_rate(self, path):
+        import soundfile
+
+        rate = soundfile.info(path).samplerate
+        if rate != self.sample_rate:
+            raise ValueError(
+                f"{path} is at {rate} Hz; DynamicMixDataset expects {self.sample_rate} Hz"
+            )
+
+    @staticmethod
+    def _read(path):
+        from speechbrain.dataio.dataio import read_audio
+
+        sig = read_audio(path)
+        if sig.dim() != 1:
+            raise ValueError(f"{path} is not mono")
+        return sig.float()
+
+    def _load(self, i):
+        if self._audio is None:
+            return self._read(self.paths[i])
+        return self._audio[int(self._offsets[i]) : int(self._offsets[i + 1])]
+
+    def set_epoch(self, epoch):
+        """Selects the epoch whose mixtures are drawn (call before each epoch)."""
+        self.epoch = int(epoch)
+
+    def __len__(self):
+        return self.epoch_size if self.epoch_size is not None else len(self.targets)
+
+    def _target(self, index):
+        block, pos = divmod(index, len(self.targets))
+        key = (self.epoch, block)
+        if key not in self._perm:
+            if len(self._perm) > 8:
+                self._perm.clear()
+            # 4-entry key with a non-zero tail: never equal to an item's (seed, epoch, index)
+            rng = np.random.default_rng((self.seed, self.epoch, block, 0x5EED))
+            self._perm[key] = rng.permutation(len(self.targets))
+        return self.targets[self._perm[key][pos]]
+
+    def __getitem__(self, index):
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} items")
+        rng = np.random.default_rng((self.seed, self.epoch, index))
+        t = self._target(index)
+        spk = self.speakers[t]
+        others = [s for s in self.by_speaker if s != spk]
+        interferers = self.by_speaker[others[int(rng.integers(len(others)))]]
+        long_enough = [j for j in interferers if self.lengths[j] >= self.segment]
+        interferers = long_enough or interferers  # an interferer covering the whole segment
+        i = interferers[int(rng.integers(len(interferers)))]
+        enrolls = [e for e in self.by_speaker[spk] if e != t]
+        e = enrolls[int(rng.integers(len(enrolls)))]
+        snr = float(rng.uniform(*self.snr_range))
+        target = crop_or_pad(self._load(t), self.segment, rng)
+        interferer = crop_or_pad(self._load(i), self.segment, rng)
+        enroll = self._load(e)
+        if len(enroll) > self.enroll:
+            enroll = crop_or_pad(enroll, self.enroll, rng)
+        noise = level = None
+        if self.noise_db is not None:
+            level = float(rng.uniform(*self.noise_db))
+            color = ("white", "pink")[int(rng.integers(2))]
+            noise = torch.from_numpy(colored_noise(self.segment, rng, color))
+        mix, target = mix_at_snr(target, interferer, snr, noise=noise, noise_db=level)
+        return {
+            "id": f"e{self.epoch}_{index}_{self.ids[t]}_{self.ids[i]}",
+            "mix_sig": mix,
+            "target_sig": target.clone(),
+            "enroll_sig": enroll.clone(),
+        }
