@@ -59,24 +59,44 @@ class TSEBrain(sb.Brain):
     """
 
     def compute_forward(self, batch, stage):
-        """Estimates the target from ``mix_sig`` and the clue ``batch[clue_key]``."""
+        """Estimates the target from ``mix_sig`` and the clue ``batch[clue_key]``.
+
+        In training, with a ``speaker_classifier`` module and ``spk_loss_weight > 0``, also
+        returns the classifier's logits on the clue embedding (the SpEx+ auxiliary loss).
+        """
         batch = batch.to(self.device)
         mix, mix_lens = batch.mix_sig
         clue, clue_lens = getattr(batch, self.hparams.clue_key), None
         if isinstance(clue, PaddedData):
             clue, clue_lens = clue
-        return self.modules.extractor(mix, clue, lengths=mix_lens, clue_lengths=clue_lens)
+        estimate = self.modules.extractor(mix, clue, lengths=mix_lens, clue_lengths=clue_lens)
+        if stage == sb.Stage.TRAIN and self._speaker_loss_on():
+            extractor = getattr(self.modules.extractor, "module", self.modules.extractor)
+            embedding = extractor.encode_clue(clue, clue_lens)
+            return estimate, self.modules.speaker_classifier(embedding)
+        return estimate
+
+    def _speaker_loss_on(self):
+        weight = getattr(self.hparams, "spk_loss_weight", 0)
+        return weight > 0 and hasattr(self.modules, "speaker_classifier")
 
     def compute_objectives(self, predictions, batch, stage):
         """Negative SI-SNR (thresholded in training); records metrics when evaluating."""
         target, lens = batch.target_sig
+        logits = None
+        if isinstance(predictions, tuple):
+            predictions, logits = predictions
         snr = si_snr(predictions, target, lens)
         if stage == sb.Stage.TRAIN:
             loss = -snr
             if getattr(self.hparams, "threshold_byloss", False):
                 kept = loss[loss > self.hparams.threshold]
                 loss = kept if kept.numel() > 0 else loss
-            return loss.mean()
+            loss = loss.mean()
+            if logits is not None:
+                ce = torch.nn.functional.cross_entropy(logits.float(), batch.spk_index.to(logits.device))
+                loss = loss + self.hparams.spk_loss_weight * ce
+            return loss
         mix, _ = batch.mix_sig
         self.valid_snr.append(snr.detach().cpu())
         self.valid_snri.append((snr - si_snr(mix, target, lens)).detach().cpu())
@@ -120,7 +140,7 @@ class TSEBrain(sb.Brain):
     def on_stage_end(self, stage, stage_loss, epoch=None):
         """Logs, steps the scheduler, keeps the best checkpoint, writes ``test_results.csv``."""
         if stage == sb.Stage.TRAIN:
-            self.train_stats = {"si-snr": -stage_loss}
+            self.train_stats = {"loss": stage_loss}
             return
         stats = {
             "si-snr": torch.cat(self.valid_snr).mean().item(),

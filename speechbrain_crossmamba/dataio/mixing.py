@@ -153,7 +153,9 @@ class DynamicMixDataset(torch.utils.data.Dataset):
     run through a permutation of all usable utterances (each once per epoch when
     ``epoch_size`` is None); the interferer is an utterance of another speaker, the enrollment
     another utterance of the target speaker. Interferers are drawn among the other speaker's
-    utterances at least one segment long when there are any.
+    utterances at least one segment long when there are any. Items also carry ``spk_index``,
+    the target speaker's index in the sorted speaker IDs (for an auxiliary speaker classifier
+    on the enrollment embedding, as in SpEx+).
 
     Arguments
     ---------
@@ -219,6 +221,7 @@ class DynamicMixDataset(torch.utils.data.Dataset):
         self.by_speaker = {}
         for i, spk in enumerate(self.speakers):
             self.by_speaker.setdefault(spk, []).append(i)
+        self.speaker_index = {spk: k for k, spk in enumerate(sorted(self.by_speaker))}
         self.targets = [i for i, s in enumerate(self.speakers) if len(self.by_speaker[s]) > 1]
         if len(self.by_speaker) < 2 or not self.targets:
             raise ValueError(
@@ -313,4 +316,5 @@ class DynamicMixDataset(torch.utils.data.Dataset):
             "mix_sig": mix,
             "target_sig": target.clone(),
             "enroll_sig": enroll.clone(),
+            "spk_index": self.speaker_index[spk],  # target speaker, for an auxiliary classifier
         }
