@@ -83,25 +83,33 @@ def mix_at_snr(target, interferer, snr_db, noise=None, noise_db=None, peak=0.9):
     return mix, target
 
 
-def colored_noise(n_samples, rng, color="white"):
-    """Unit-power white or pink (1/f power) Gaussian noise as float32 numpy.
+def colored_noise(n_samples, rng, color="white", low_hz=None, sample_rate=None):
+    """Unit-power white, pink (1/f power) or brown (1/f² power) Gaussian noise, float32 numpy.
+
+    ``low_hz`` (with ``sample_rate``) removes everything below that frequency.
 
     Example
     -------
     >>> x = colored_noise(4000, np.random.default_rng(0), "pink")
     >>> x.shape, x.dtype, round(float((x ** 2).mean()), 3)
     ((4000,), dtype('float32'), 1.0)
+    >>> y = colored_noise(4000, np.random.default_rng(0), "brown", low_hz=20, sample_rate=8000)
+    >>> round(float(np.abs(np.fft.rfft(y)[:10]).max()), 3)  # bins below 20 Hz
+    0.0
     """
-    white = rng.standard_normal(n_samples)
-    if color == "pink" and n_samples > 1:
-        spec = np.fft.rfft(white)
-        freqs = np.arange(len(spec), dtype=np.float64)
-        freqs[0] = 1.0
-        white = np.fft.irfft(spec / np.sqrt(freqs), n=n_samples)
-    elif color not in ("white", "pink"):
-        raise ValueError(f"noise color must be 'white' or 'pink'; got {color!r}")
-    white = white - white.mean()
-    return (white / np.sqrt((white**2).mean() + _EPS)).astype(np.float32)
+    exponents = {"white": 0.0, "pink": 0.5, "brown": 1.0}
+    if color not in exponents:
+        raise ValueError(f"noise color must be one of {', '.join(exponents)}; got {color!r}")
+    noise = rng.standard_normal(n_samples)
+    if (exponents[color] or low_hz) and n_samples > 1:
+        spec = np.fft.rfft(noise)
+        bins = np.arange(len(spec), dtype=np.float64)
+        gain = np.maximum(bins, 1.0) ** -exponents[color]
+        if low_hz:
+            gain[bins * sample_rate / n_samples < low_hz] = 0.0
+        noise = np.fft.irfft(spec * gain, n=n_samples)
+    noise = noise - noise.mean()
+    return (noise / np.sqrt((noise**2).mean() + _EPS)).astype(np.float32)
 
 
 def crop_or_pad(signal, length, rng):

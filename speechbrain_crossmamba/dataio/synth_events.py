@@ -30,6 +30,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from speechbrain_crossmamba.dataio.mixing import colored_noise
 from speechbrain_crossmamba.dataio.sound_classes import (
     GENERATORS,
     MIN_SAMPLE_RATE,
@@ -40,7 +41,7 @@ logger = logging.getLogger(__name__)
 
 CLASSES = tuple(GENERATORS)
 SPLIT_CODES = {"train": 0, "valid": 1, "test": 2}
-FORMAT_VERSION = 1  # bump when the generated audio changes, so prepared sets are rebuilt
+FORMAT_VERSION = 2  # bump when the generated audio changes, so prepared sets are rebuilt
 MIN_EVENT_SECONDS = 0.5
 GAIN_SPREAD_DB = 6.0
 BACKGROUND_DB_BELOW = (15.0, 30.0)
@@ -73,14 +74,8 @@ def _check_config(seconds, sample_rate, min_events, max_events, multi_target_pro
 
 def _background(rng, num_samples, sample_rate):
     """Pink (1/f power) or brown (1/f^2 power) noise above 20 Hz, at unit RMS."""
-    exponent = 0.5 if rng.random() < 0.5 else 1.0
-    spec = np.fft.rfft(rng.standard_normal(num_samples))
-    freqs = np.fft.rfftfreq(num_samples, 1.0 / sample_rate)
-    gain = (np.maximum(freqs, 20.0) / 20.0) ** -exponent
-    gain[freqs < 20.0] = 0.0
-    x = np.fft.irfft(spec * gain, num_samples)
-    rms = np.sqrt(np.mean(x**2))
-    return x / rms if rms > 0 else x
+    color = "pink" if rng.random() < 0.5 else "brown"
+    return colored_noise(num_samples, rng, color, low_hz=20.0, sample_rate=sample_rate)
 
 
 def _render_mixture(
