@@ -190,7 +190,7 @@ def test_dynamic_mix_exclude_and_errors(corpus):
     ds = DynamicMixDataset(corpus["train_utts"], exclude={rows[0]["ID"]}, segment_seconds=0.5)
     assert len(ds) == len(rows) - 1
     assert all(rows[0]["ID"] not in ds[i]["id"] for i in range(len(ds)))
-    with pytest.raises(ValueError, match="expects 16000 Hz"):
+    with pytest.raises(ValueError, match="wrong sample rate 8000 Hz, expected 16000 Hz"):
         DynamicMixDataset(corpus["train_utts"], sample_rate=16000)
     with pytest.raises(IndexError):
         ds[len(ds)]

@@ -16,6 +16,8 @@ import csv
 import numpy as np
 import torch
 
+from speechbrain_crossmamba.dataio.tse_data import check_audio_file
+
 _EPS = 1e-10
 
 
@@ -246,21 +248,14 @@ class DynamicMixDataset(torch.utils.data.Dataset):
         self.seed = seed
         self.epoch = 0
         self._perm = {}
-        self._check_rate(self.paths[0])
+        problem = check_audio_file(self.paths[0], sample_rate)  # tse_data.check_csv checks all
+        if problem:
+            raise ValueError(f"{utterances_csv}: {problem}: {self.paths[0]}")
         self._audio = self._offsets = None
         if preload:
             signals = [self._read(p) for p in self.paths]
             self._offsets = np.cumsum([0] + [len(s) for s in signals])
             self._audio = torch.cat(signals)
-
-    def _check_rate(self, path):
-        import soundfile
-
-        rate = soundfile.info(path).samplerate
-        if rate != self.sample_rate:
-            raise ValueError(
-                f"{path} is at {rate} Hz; DynamicMixDataset expects {self.sample_rate} Hz"
-            )
 
     @staticmethod
     def _read(path):
