@@ -149,7 +149,7 @@ def test_missing_espeak_gives_clear_error(monkeypatch, tmp_path):
 
 
 def test_dynamic_mix_is_deterministic_and_fixed_size(corpus):
-    def make():
+    def make(preload=True):
         return DynamicMixDataset(
             corpus["train_utts"],
             segment_seconds=1.0,
@@ -157,6 +157,7 @@ def test_dynamic_mix_is_deterministic_and_fixed_size(corpus):
             noise_db=(-30, -20),
             seed=5,
             epoch_size=6,
+            preload=preload,
         )
 
     ds, other = make(), make()
@@ -173,15 +174,7 @@ def test_dynamic_mix_is_deterministic_and_fixed_size(corpus):
     assert [other[i]["id"] for i in (4, 0)] == [items[4]["id"], items[0]["id"]]  # order-free
     ds.set_epoch(1)
     assert not torch.equal(ds[0]["mix_sig"], items[0]["mix_sig"])
-    lazy = DynamicMixDataset(
-        corpus["train_utts"],
-        segment_seconds=1.0,
-        enroll_seconds=0.5,
-        noise_db=(-30, -20),
-        seed=5,
-        epoch_size=6,
-        preload=False,
-    )
+    lazy = make(preload=False)
     assert torch.equal(lazy[3]["mix_sig"], items[3]["mix_sig"])
 
 
