@@ -1,0 +1,188 @@
+"""Pretrained target extraction: ``TargetSpeakerExtraction.from_hparams(source=...)``.
+
+One class serves both clue kinds: a speaker model takes an enrollment utterance, a label model
+(``clue_variant: label`` in its ``hyperparams.yaml``, with ``classes``) takes class names.
+
+Authors
+ * speechbrain-crossmamba contributors
+"""
+
+import logging
+import os
+
+import soundfile
+import torch
+from speechbrain.inference.interfaces import Pretrained
+
+logger = logging.getLogger(__name__)
+
+
+class TargetSpeakerExtraction(Pretrained):
+    """Extracts a target speaker (or sound class) from a mixture.
+
+    Long inputs (over ``window_seconds``) are processed in overlapping windows with the same clue
+    and recombined by overlap-add with complementary Hann fades, so memory stays bounded.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from hyperpyyaml import load_hyperpyyaml
+    >>> from speechbrain_crossmamba.export import export_pretrained
+    >>> hp = load_hyperpyyaml(open("hparams/models/tse.yaml"), {"N": 16, "num_layers": 1})
+    >>> folder = tempfile.mkdtemp()
+    >>> export_pretrained(hp["extractor"], hp, "hparams/models/tse.yaml", folder)
+    >>> model = TargetSpeakerExtraction.from_hparams(source=folder, savedir=folder)
+    >>> model.extract_batch(torch.randn(2, 8000), clue=torch.randn(2, 8000)).shape
+    torch.Size([2, 8000])
+    """
+
+    MODULES_NEEDED = ["extractor"]
+    window_seconds = 10.0
+    overlap_seconds = 1.0
+
+    @classmethod
+    def from_hparams(cls, source, hparams_file="hyperparams.yaml", **kwargs):
+        """SpeechBrain's ``from_hparams``, but a local path that does not exist is an error.
+
+        A source that looks like a path (starts with ``/``, ``.`` or ``~``, or exists) must be
+        a folder holding ``hparams_file``; anything else is treated as a hub id.
+        """
+        source = str(source)
+        if source.startswith(("/", ".", "~")) or os.path.exists(source):
+            folder = os.path.expanduser(source)
+            if not os.path.isdir(folder):
+                raise FileNotFoundError(f"model folder not found: {source}")
+            if not os.path.isfile(os.path.join(folder, hparams_file)):
+                raise FileNotFoundError(f"no {hparams_file} in model folder {source}")
+            source = os.path.abspath(folder)
+            kwargs.setdefault("savedir", source)
+        model = super().from_hparams(source, hparams_file=hparams_file, **kwargs)
+        missing = [name for name in cls.MODULES_NEEDED if name not in model.mods]
+        if missing:
+            raise ValueError(f"{source}: hyperparams.yaml lacks modules {missing}")
+        return model
+
+    @property
+    def sample_rate(self):
+        """The model's sampling rate."""
+        return self.mods.extractor.sample_rate
+
+    @property
+    def label_clue(self):
+        """True for a class-label model, False for an enrollment model."""
+        return getattr(self.hparams, "clue_variant", "enrollment") == "label"
+
+    def labels_to_clue(self, labels):
+        """Class names (a list or a space-separated string) to a multi-hot ``[1, K]`` clue."""
+        from speechbrain_crossmamba.dataio.synth_events import labels_to_multihot
+
+        classes = getattr(self.hparams, "classes", None)
+        if not classes:
+            raise ValueError("this label model has no class names in its hyperparams.yaml")
+        return labels_to_multihot(labels, classes)[None]
+
+    def extract_batch(self, mix, mix_lens=None, clue=None, clue_lens=None):
+        """Extracts the targets of a batch: ``mix`` [B, T] at the model's rate -> [B, T].
+
+        ``clue`` is an enrollment batch [B, Te] (with ``clue_lens``) or a label clue [B, K].
+        int16 arrays are scaled to [-1, 1); float64 becomes float32; integer label indices stay.
+        """
+        if clue is None:
+            raise ValueError("no clue given: pass an enrollment (or labels for a label model)")
+        mix, clue = _as_float(mix, "mixture"), _as_float(clue, "clue")
+        mix = mix[None] if mix.dim() == 1 else mix
+        clue = clue[None] if clue.dim() == 1 else clue
+        if mix.shape[-1] <= round(self.window_seconds * self.sample_rate):
+            return self._run(mix, mix_lens, clue, clue_lens)
+        if mix_lens is not None and bool((mix_lens < 1).any()):
+            raise ValueError("long inputs are windowed one length at a time: pass equal lengths")
+        return self._windowed(mix, clue, clue_lens)
+
+    def _run(self, mix, mix_lens, clue, clue_lens):
+        with torch.no_grad():
+            dev = self.device
+            move = (lambda t: None if t is None else t.to(dev))  # noqa: E731
+            out = self.mods.extractor(move(mix), move(clue), move(mix_lens), move(clue_lens))
+        return out.float().cpu()
+
+    def _windowed(self, mix, clue, clue_lens):
+        T = mix.shape[-1]
+        win = round(self.window_seconds * self.sample_rate)
+        fade = min(round(self.overlap_seconds * self.sample_rate), win // 2)
+        hop = win - fade
+        starts = list(range(0, max(T - win, 0) + hop, hop))
+        starts[-1] = max(T - win, 0)  # the last window ends at T
+        out = torch.zeros(mix.shape[0], T)
+        weight = torch.zeros(T)
+        ramp = torch.hann_window(2 * fade, periodic=False)[:fade] if fade else torch.ones(0)
+        for i, s in enumerate(starts):
+            piece = self._run(mix[:, s : s + win], None, clue, clue_lens)
+            w = torch.ones(piece.shape[-1])
+            if i > 0 and fade:
+                w[:fade] = ramp
+            if i < len(starts) - 1 and fade:
+                w[-fade:] = ramp.flip(0)
+            out[:, s : s + piece.shape[-1]] += piece * w
+            weight[s : s + piece.shape[-1]] += w
+        return out / weight.clamp(min=1e-8)
+
+    def load_audio(self, path, name="mixture"):
+        """Reads any-rate, any-channel audio as mono at the model's rate ([T] float32)."""
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{name} file not found: {path}")
+        try:
+            data, rate = soundfile.read(path, dtype="float32", always_2d=True)
+        except Exception as error:
+            raise ValueError(f"{name} file is not readable audio: {path} ({str(error).splitlines()[0]})")
+        if data.shape[0] == 0:
+            raise ValueError(f"{name} file is empty: {path}")
+        wav = torch.from_numpy(data.T.copy())
+        if wav.shape[0] > 1:
+            logger.warning("%s has %d channels: downmixed to mono", path, wav.shape[0])
+        wav = wav.mean(0)
+        if rate != self.sample_rate:
+            import torchaudio
+
+            wav = torchaudio.functional.resample(wav, rate, self.sample_rate)
+        return wav
+
+    def extract_file(self, mixture_path, enrollment_path=None, label=None, savedir=None):
+        """Extracts the target from a file; returns [T] at the model's rate.
+
+        Give ``enrollment_path`` to an enrollment model, ``label`` (names) to a label model.
+        With ``savedir``, also writes ``<savedir>/<mixture name>_estimate.wav``.
+        """
+        if enrollment_path is not None and label is not None:
+            raise ValueError("give one clue: an enrollment or a label, not both")
+        if self.label_clue:
+            if label is None:
+                raise ValueError("this model extracts by class label: pass label=<name(s)>")
+            clue, clue_lens = self.labels_to_clue(label), None
+        else:
+            if enrollment_path is None:
+                raise ValueError("this model extracts by enrollment: pass enrollment_path")
+            clue, clue_lens = self.load_audio(enrollment_path, "enrollment")[None], None
+        mix = self.load_audio(mixture_path)[None]
+        estimate = self.extract_batch(mix, None, clue, clue_lens)[0]
+        if savedir is not None:
+            os.makedirs(savedir, exist_ok=True)
+            name = os.path.splitext(os.path.basename(mixture_path))[0] + "_estimate.wav"
+            peak = estimate.abs().max().clamp(min=1.0)
+            soundfile.write(os.path.join(savedir, name), (estimate / peak).numpy(), self.sample_rate)
+        return estimate
+
+    def forward(self, mix, clue, mix_lens=None, clue_lens=None):
+        """Same as :meth:`extract_batch`."""
+        return self.extract_batch(mix, mix_lens, clue, clue_lens)
+
+
+def _as_float(x, name):
+    """int16 PCM -> float in [-1, 1); any float -> float32; other integers (class indices) kept."""
+    x = torch.as_tensor(x)
+    if x.dtype == torch.int16:
+        return x.float() / 32768.0
+    if x.is_floating_point():
+        return x.float()
+    if x.dtype in (torch.int32, torch.int64):
+        return x
+    raise ValueError(f"{name} has unsupported dtype {x.dtype}")

@@ -1,0 +1,135 @@
+"""The pretrained interface and the command line, on folders written by tiny training runs."""
+
+import logging
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+from test_training import ROOT, tiny_args
+
+from speechbrain_crossmamba.inference import TargetSpeakerExtraction
+from speechbrain_crossmamba.training import main
+
+
+@pytest.fixture(scope="module")
+def speaker_model(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("spk"))
+    main(tiny_args(out, str(tmp_path_factory.mktemp("data"))))
+    return os.path.join(out, "pretrained")
+
+
+@pytest.fixture(scope="module")
+def label_model(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("lab"))
+    main(tiny_args(out, str(tmp_path_factory.mktemp("ev")), yaml="crossmamba_tse_label.yaml"))
+    return os.path.join(out, "pretrained")
+
+
+def _wav(path, signal, rate=8000, subtype=None):
+    soundfile.write(str(path), np.asarray(signal, dtype=np.float32).T, rate, subtype=subtype)
+    return str(path)
+
+
+def _noise(seconds, rate=8000, seed=0):
+    return 0.1 * np.random.default_rng(seed).standard_normal(int(seconds * rate))
+
+
+def test_from_hparams_on_a_trained_folder(speaker_model, tmp_path):
+    model = TargetSpeakerExtraction.from_hparams(source=speaker_model)
+    est = model.extract_file(_wav(tmp_path / "m.wav", _noise(1.5)), _wav(tmp_path / "e.wav", _noise(1, seed=1)),
+                             savedir=str(tmp_path / "out"))
+    assert est.shape == (12000,) and torch.isfinite(est).all()
+    assert soundfile.info(str(tmp_path / "out" / "m_estimate.wav")).samplerate == 8000
+
+
+def test_missing_local_folder_is_an_error_not_a_hub_id(tmp_path):
+    with pytest.raises(FileNotFoundError, match="model folder not found"):
+        TargetSpeakerExtraction.from_hparams(source=str(tmp_path / "nope"))
+
+
+def test_resampling_and_downmixing(speaker_model, tmp_path, caplog):
+    model = TargetSpeakerExtraction.from_hparams(source=speaker_model)
+    stereo = np.stack([_noise(1, 16000), _noise(1, 16000, seed=2)])
+    with caplog.at_level(logging.WARNING):
+        est = model.extract_file(_wav(tmp_path / "m.wav", stereo, 16000), _wav(tmp_path / "e.wav", _noise(1, 44100), 44100))
+    assert est.shape == (8000,)
+    assert "downmixed to mono" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: str(p / "missing.wav"), "mixture file not found"),
+        (lambda p: (p / "t.wav").write_text("not audio") and str(p / "t.wav"), "not readable audio"),
+        (lambda p: _wav(p / "empty.wav", np.zeros(0)), "mixture file is empty"),
+        (lambda p: _wav(p / "nan.wav", np.full(8000, np.nan), subtype="FLOAT"), "NaN"),
+    ],
+)
+def test_bad_mixture_files(speaker_model, tmp_path, make, message):
+    model = TargetSpeakerExtraction.from_hparams(source=speaker_model)
+    with pytest.raises(ValueError if "found" not in message else FileNotFoundError, match=message):
+        model.extract_file(make(tmp_path), _wav(tmp_path / "e.wav", _noise(1)))
+
+
+def test_bad_clues(speaker_model, label_model, tmp_path):
+    spk = TargetSpeakerExtraction.from_hparams(source=speaker_model)
+    mix, enr = _wav(tmp_path / "m.wav", _noise(1)), _wav(tmp_path / "e.wav", _noise(1))
+    with pytest.raises(ValueError, match="pass enrollment_path"):
+        spk.extract_file(mix)
+    with pytest.raises(ValueError, match="not both"):
+        spk.extract_file(mix, enr, label="siren")
+    with pytest.raises(ValueError, match="enrollment is 0.10 s long; the minimum is 0.50 s"):
+        spk.extract_file(mix, _wav(tmp_path / "short.wav", _noise(0.1)))
+    with pytest.raises(ValueError, match="no clue given"):
+        spk.extract_batch(torch.randn(1, 8000))
+    lab = TargetSpeakerExtraction.from_hparams(source=label_model)
+    with pytest.raises(ValueError, match="unknown label 'violin'"):
+        lab.extract_file(mix, label="violin")
+    assert lab.extract_file(mix, label="siren tone").shape == (8000,)
+
+
+def test_silence_int16_and_float64(speaker_model):
+    model = TargetSpeakerExtraction.from_hparams(source=speaker_model)
+    enr = torch.randn(1, 8000)
+    silent = model.extract_batch(torch.zeros(1, 8000), clue=enr)
+    assert torch.equal(silent, torch.zeros(1, 8000))
+    pcm = (np.random.default_rng(0).standard_normal((1, 8000)) * 3000).astype(np.int16)
+    a = model.extract_batch(pcm, clue=enr)
+    b = model.extract_batch(pcm.astype(np.float64) / 32768.0, clue=enr)
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_long_audio_windows_match_one_pass_without_clicks(speaker_model):
+    model = TargetSpeakerExtraction.from_hparams(source=speaker_model)
+    torch.manual_seed(0)
+    t = torch.arange(24000) / 8000
+    mix = (0.3 * torch.sin(2 * torch.pi * 220 * t) + 0.05 * torch.randn(24000))[None]
+    enr = torch.randn(1, 8000) * 0.1
+    whole = model.extract_batch(mix, clue=enr)
+    model.window_seconds, model.overlap_seconds = 1.0, 0.25
+    windowed = model.extract_batch(mix, clue=enr)
+    assert windowed.shape == whole.shape and torch.isfinite(windowed).all()
+    rel = (windowed - whole).norm() / whole.norm()
+    assert rel < 0.5, rel
+    # no click at the seams: sample-to-sample steps there stay within the one-pass range
+    steps = windowed.diff(dim=-1).abs()[0]
+    seams = [6000, 12000, 16000]
+    assert all(steps[s - 200 : s + 200].max() <= 1.5 * whole.diff(dim=-1).abs().max() for s in seams)
+
+
+def test_command_line_end_to_end(speaker_model, tmp_path):
+    mix, enr = _wav(tmp_path / "m.wav", _noise(1)), _wav(tmp_path / "e.wav", _noise(1))
+    cmd = [sys.executable, "-m", "speechbrain_crossmamba", "extract", "--model", speaker_model,
+           "--mixture", mix, "--enrollment", enr, "--out", str(tmp_path / "est.wav"),
+           "--plot", str(tmp_path / "est.png")]
+    run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert soundfile.info(str(tmp_path / "est.wav")).frames == 8000
+    assert os.path.getsize(tmp_path / "est.png") > 1000
+    bad = subprocess.run([*cmd[:7], str(tmp_path / "nope.wav"), *cmd[8:]], cwd=ROOT, capture_output=True, text=True)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines()[-1].startswith("speechbrain-crossmamba: error: mixture file not found")
