@@ -56,19 +56,16 @@ def extract(args):
     model = TargetSpeakerExtraction.from_hparams(source=args.model, run_opts={"device": args.device})
     if args.window_seconds:
         model.window_seconds = args.window_seconds
-    est = model.extract_file(args.mixture, enrollment_path=args.enrollment, label=args.label)
-    out_dir = os.path.dirname(os.path.abspath(args.out))
-    os.makedirs(out_dir, exist_ok=True)
-    import soundfile
+    from speechbrain_crossmamba.evaluation import plot_spectrograms, write_wav
 
-    peak = float(est.abs().max().clamp(min=1.0))
-    soundfile.write(args.out, (est / peak).numpy(), model.sample_rate)
+    clue = model.make_clue(args.enrollment, args.label)
+    mix = model.load_audio(args.mixture)
+    est = model.extract_batch(mix[None], None, clue)[0]
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    write_wav(args.out, est, model.sample_rate)
     if args.plot:
-        from speechbrain_crossmamba.evaluation import _spectrograms
-
-        signals = {"mixture": model.load_audio(args.mixture), "estimate": est}
         title = f"clue: {args.label}" if args.label else f"enrollment: {os.path.basename(args.enrollment)}"
-        _spectrograms(args.plot, signals, model.sample_rate, title)
+        plot_spectrograms(args.plot, {"mixture": mix, "estimate": est}, model.sample_rate, title)
     return est
 
 

@@ -135,6 +135,24 @@ def write_results(path, rows, keys=("si-snr", "si-snri", "sdr", "sdri")):
     return means
 
 
+def write_wav(path, signal, sample_rate):
+    """Writes a [T] signal as a WAV, scaled down only if it would clip (levels are kept).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "x.wav")
+    >>> write_wav(path, torch.tensor([0.5, -2.0, 1.0]), 8000)
+    >>> from speechbrain.dataio.dataio import read_audio
+    >>> read_audio(path).tolist()
+    [0.25, -1.0, 0.5]
+    """
+    from speechbrain.dataio.dataio import write_audio
+
+    signal = signal.detach().float().cpu()
+    write_audio(path, signal / signal.abs().max().clamp(min=1.0), sample_rate)
+
+
 def save_example(folder, name, signals, sample_rate, title=""):
     """Writes the example's WAVs (``<name>_<key>.wav``) and a before/after spectrogram PNG.
 
@@ -161,18 +179,15 @@ def save_example(folder, name, signals, sample_rate, title=""):
     >>> sorted(os.listdir(folder))
     ['ex.png', 'ex_estimate.wav', 'ex_mixture.wav', 'ex_target.wav']
     """
-    from speechbrain.dataio.dataio import write_audio
-
     os.makedirs(folder, exist_ok=True)
     for key, sig in signals.items():
-        sig = sig.detach().float().cpu()
-        peak = sig.abs().max().clamp(min=1.0)  # keep levels, avoid clipping
-        write_audio(os.path.join(folder, f"{name}_{key}.wav"), sig / peak, sample_rate)
+        write_wav(os.path.join(folder, f"{name}_{key}.wav"), sig, sample_rate)
     shown = [k for k in ("mixture", "estimate", "target") if k in signals]
-    _spectrograms(os.path.join(folder, f"{name}.png"), {k: signals[k] for k in shown}, sample_rate, title)
+    plot_spectrograms(os.path.join(folder, f"{name}.png"), {k: signals[k] for k in shown}, sample_rate, title)
 
 
-def _spectrograms(path, signals, sample_rate, title):
+def plot_spectrograms(path, signals, sample_rate, title=""):
+    """Writes a PNG with one spectrogram per ``name -> [T]`` signal, stacked (matplotlib, Agg)."""
     import matplotlib
 
     matplotlib.use("Agg")

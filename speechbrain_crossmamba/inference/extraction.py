@@ -152,24 +152,27 @@ class TargetSpeakerExtraction(Pretrained):
         Give ``enrollment_path`` to an enrollment model, ``label`` (names) to a label model.
         With ``savedir``, also writes ``<savedir>/<mixture name>_estimate.wav``.
         """
+        clue = self.make_clue(enrollment_path, label)
+        estimate = self.extract_batch(self.load_audio(mixture_path)[None], None, clue)[0]
+        if savedir is not None:
+            from speechbrain_crossmamba.evaluation import write_wav
+
+            os.makedirs(savedir, exist_ok=True)
+            name = os.path.splitext(os.path.basename(mixture_path))[0] + "_estimate.wav"
+            write_wav(os.path.join(savedir, name), estimate, self.sample_rate)
+        return estimate
+
+    def make_clue(self, enrollment_path=None, label=None):
+        """The model's clue batch ``[1, ...]`` from an enrollment file or class names (one of them)."""
         if enrollment_path is not None and label is not None:
             raise ValueError("give one clue: an enrollment or a label, not both")
         if self.label_clue:
             if label is None:
                 raise ValueError("this model extracts by class label: pass label=<name(s)>")
-            clue, clue_lens = self.labels_to_clue(label), None
-        else:
-            if enrollment_path is None:
-                raise ValueError("this model extracts by enrollment: pass enrollment_path")
-            clue, clue_lens = self.load_audio(enrollment_path, "enrollment")[None], None
-        mix = self.load_audio(mixture_path)[None]
-        estimate = self.extract_batch(mix, None, clue, clue_lens)[0]
-        if savedir is not None:
-            os.makedirs(savedir, exist_ok=True)
-            name = os.path.splitext(os.path.basename(mixture_path))[0] + "_estimate.wav"
-            peak = estimate.abs().max().clamp(min=1.0)
-            soundfile.write(os.path.join(savedir, name), (estimate / peak).numpy(), self.sample_rate)
-        return estimate
+            return self.labels_to_clue(label)
+        if enrollment_path is None:
+            raise ValueError("this model extracts by enrollment: pass enrollment_path")
+        return self.load_audio(enrollment_path, "enrollment")[None]
 
     def forward(self, mix, clue, mix_lens=None, clue_lens=None):
         """Same as :meth:`extract_batch`."""
