@@ -168,17 +168,20 @@ def prepare_datasets(hparams):
     """Prepares the data (on the main process) and builds the train, valid and test sets.
 
     Every audio file the CSVs name is checked first (:func:`~.dataio.tse_data.check_csv`): a
-    missing or corrupt one stops the run with its name, unless ``skip_bad_files`` is set.
+    missing or corrupt one stops the run with its name, unless ``skip_bad_files`` is set; the
+    rows of all bad files are given to the train set as ``exclude``. A ``train_inputs`` entry
+    whose prepared file is None (an optional input, e.g. noise) is passed as None.
     """
     files = run_on_main(hparams["prepare_data"]) or hparams["prepare_data"]()
     skip = hparams.get("skip_bad_files", False)
     rate = hparams["sample_rate"]
-    train_kwargs = {}
+    train_kwargs, excluded = {}, set()
     for argument, name in hparams.get("train_inputs", {}).items():
-        train_kwargs[argument] = files[name]
-        bad = check_csv(files[name], rate, skip)
-        if bad:
-            train_kwargs["exclude"] = bad
+        train_kwargs[argument] = files.get(name)
+        if train_kwargs[argument] is not None:  # an optional input (e.g. no noise in mix_clean)
+            excluded |= check_csv(files[name], rate, skip)
+    if excluded:
+        train_kwargs["exclude"] = excluded
     datasets = {"train": hparams["train_set"](**train_kwargs)}
     for split in ("valid", "test"):
         bad = check_csv(files[split], rate, skip)
@@ -190,18 +193,26 @@ def main(argv):
     """The recipe: ``python train.py hparams/<config>.yaml [--key=value ...]``.
 
     Trains with validation and checkpoints, evaluates the best checkpoint on the test set
-    (``test_results.csv``, ``examples/``) and writes ``<output_folder>/pretrained/``.
+    (``test_results.csv``, ``examples/``) and writes ``<output_folder>/pretrained/``. A YAML
+    that does not load (e.g. ``data_folder`` not given) or data that fail preparation or the
+    file checks stop the run with one line (``SystemExit``) naming the problem.
     """
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
-    with open(hparams_file, encoding="utf-8") as fin:
-        hparams = load_hyperpyyaml(fin, overrides)
+    try:
+        with open(hparams_file, encoding="utf-8") as fin:
+            hparams = load_hyperpyyaml(fin, overrides)
+    except (OSError, ValueError) as error:  # e.g. a !PLACEHOLDER data_folder not given
+        raise SystemExit(f"{hparams_file}: {error}") from None
     sb.utils.distributed.ddp_init_group(run_opts)
     sb.create_experiment_directory(
         experiment_directory=hparams["output_folder"],
         hyperparams_to_save=hparams_file,
         overrides=overrides,
     )
-    datasets = prepare_datasets(hparams)
+    try:
+        datasets = prepare_datasets(hparams)
+    except (OSError, ValueError, ImportError) as error:  # missing, corrupt or malformed data
+        raise SystemExit(f"data error: {error}") from None
     brain = TSEBrain(
         modules=hparams["modules"],
         opt_class=hparams["optimizer"],

@@ -134,8 +134,10 @@ def crop_or_pad(signal, length, rng):
     return out
 
 
-def read_utterance_csv(path, exclude=()):
+def read_utterance_csv(path, exclude=(), columns=("duration", "wav", "spk_id")):
     """Rows ``{ID, duration, wav, spk_id}`` of an utterance CSV, without the IDs in ``exclude``.
+
+    ``columns`` are the columns required besides ``ID``.
 
     Example
     -------
@@ -148,9 +150,9 @@ def read_utterance_csv(path, exclude=()):
     exclude = set(exclude)
     with open(path, newline="") as f:
         rows = [row for row in csv.DictReader(f) if row["ID"] not in exclude]
-    missing = {"ID", "duration", "wav", "spk_id"} - set(rows[0] if rows else {})
-    if not rows or missing:
-        raise ValueError(f"{path} has no usable rows with columns ID,duration,wav,spk_id")
+    needed = ("ID",) + tuple(columns)
+    if not rows or set(needed) - set(rows[0]):
+        raise ValueError(f"{path} has no usable rows with columns {','.join(needed)}")
     return rows
 
 
@@ -192,6 +194,12 @@ class DynamicMixDataset(torch.utils.data.Dataset):
     preload : bool
         Read all audio once into one tensor (shared copy-on-write by forked workers);
         otherwise read each file when used, with :func:`speechbrain.dataio.dataio.read_audio`.
+    noise_csv : str, optional
+        CSV ``ID,duration,wav`` of recorded noise (e.g. WHAM! in Libri2Mix): the noise is a
+        random crop of one of them, at ``noise_db``, instead of white or pink noise.
+    drop_short_enrollments : bool
+        Use only utterances at least ``enroll_seconds`` long as enrollments (all exactly that
+        long); targets without one are left out. By default shorter ones are used whole.
 
     Example
     -------
@@ -222,6 +230,8 @@ class DynamicMixDataset(torch.utils.data.Dataset):
         seed=1234,
         exclude=(),
         preload=True,
+        noise_csv=None,
+        drop_short_enrollments=False,
     ):
         rows = read_utterance_csv(utterances_csv, exclude)
         self.ids = [r["ID"] for r in rows]
@@ -232,15 +242,18 @@ class DynamicMixDataset(torch.utils.data.Dataset):
         for i, spk in enumerate(self.speakers):
             self.by_speaker.setdefault(spk, []).append(i)
         self.speaker_index = {spk: k for k, spk in enumerate(sorted(self.by_speaker))}
-        self.targets = [i for i, s in enumerate(self.speakers) if len(self.by_speaker[s]) > 1]
-        if len(self.by_speaker) < 2 or not self.targets:
-            raise ValueError(
-                f"{utterances_csv}: dynamic mixing needs 2+ speakers and one with 2+ utterances"
-            )
         self.segment = round(segment_seconds * sample_rate)
         self.enroll = round(enroll_seconds * sample_rate)
         if self.segment < 1 or self.enroll < 1:
             raise ValueError("segment_seconds and enroll_seconds must be positive")
+        self.drop_short = drop_short_enrollments
+        self.targets = [i for i in range(len(rows)) if self._enrollments(i)]
+        if len(self.by_speaker) < 2 or not self.targets:
+            raise ValueError(
+                f"{utterances_csv}: dynamic mixing needs 2+ speakers and one with 2+ utterances"
+                + (f" (enrollments of {enroll_seconds} s or more)" if drop_short_enrollments else "")
+            )
+        self.noise_paths = [r["wav"] for r in read_utterance_csv(noise_csv, exclude, ("wav",))] if noise_csv else []
         self.snr_range = tuple(snr_range)
         self.noise_db = None if noise_db is None else tuple(noise_db)
         self.sample_rate = sample_rate
@@ -271,6 +284,11 @@ class DynamicMixDataset(torch.utils.data.Dataset):
             return self._read(self.paths[i])
         return self._audio[int(self._offsets[i]) : int(self._offsets[i + 1])]
 
+    def _enrollments(self, t):
+        """The utterances that may serve as enrollment for target utterance ``t``."""
+        same = self.by_speaker[self.speakers[t]]
+        return [e for e in same if e != t and (not self.drop_short or self.lengths[e] >= self.enroll)]
+
     def set_epoch(self, epoch):
         """Selects the epoch whose mixtures are drawn (call before each epoch)."""
         self.epoch = int(epoch)
@@ -300,7 +318,7 @@ class DynamicMixDataset(torch.utils.data.Dataset):
         long_enough = [j for j in interferers if self.lengths[j] >= self.segment]
         interferers = long_enough or interferers  # an interferer covering the whole segment
         i = interferers[int(rng.integers(len(interferers)))]
-        enrolls = [e for e in self.by_speaker[spk] if e != t]
+        enrolls = self._enrollments(t)
         e = enrolls[int(rng.integers(len(enrolls)))]
         snr = float(rng.uniform(*self.snr_range))
         target = crop_or_pad(self._load(t), self.segment, rng)
@@ -311,8 +329,12 @@ class DynamicMixDataset(torch.utils.data.Dataset):
         noise = level = None
         if self.noise_db is not None:
             level = float(rng.uniform(*self.noise_db))
-            color = ("white", "pink")[int(rng.integers(2))]
-            noise = torch.from_numpy(colored_noise(self.segment, rng, color))
+            if self.noise_paths:
+                path = self.noise_paths[int(rng.integers(len(self.noise_paths)))]
+                noise = crop_or_pad(self._read(path), self.segment, rng)
+            else:
+                color = ("white", "pink")[int(rng.integers(2))]
+                noise = torch.from_numpy(colored_noise(self.segment, rng, color))
         mix, target = mix_at_snr(target, interferer, snr, noise=noise, noise_db=level)
         return {
             "id": f"e{self.epoch}_{index}_{self.ids[t]}_{self.ids[i]}",

@@ -22,6 +22,7 @@ import os
 
 import soundfile
 import speechbrain as sb
+import torch
 from speechbrain.dataio.dataio import read_audio
 
 logger = logging.getLogger(__name__)
@@ -119,7 +120,27 @@ def check_csv(csv_path, sample_rate=None, skip_bad_files=False, replacements=Non
     return bad
 
 
-def mixture_dataset(csv_path, clue="enroll_sig", labels_to_clue=None, exclude=(), replacements=None):
+def vector_from_text(text):
+    """A clue vector written in a CSV cell as space-separated numbers (e.g. a multi-hot).
+
+    Example
+    -------
+    >>> vector_from_text("0 1 0 1")
+    tensor([0., 1., 0., 1.])
+    >>> vector_from_text("0 x")
+    Traceback (most recent call last):
+    ...
+    ValueError: not a vector of numbers: '0 x'
+    """
+    try:
+        return torch.tensor([float(v) for v in text.split()])
+    except ValueError:
+        raise ValueError(f"not a vector of numbers: {text!r}") from None
+
+
+def mixture_dataset(
+    csv_path, clue="enroll_sig", labels_to_clue=None, exclude=(), replacements=None, label_column="labels"
+):
     """A ``DynamicItemDataset`` over a mixture CSV, giving ``mix_sig``, ``target_sig`` and the clue.
 
     Arguments
@@ -129,12 +150,15 @@ def mixture_dataset(csv_path, clue="enroll_sig", labels_to_clue=None, exclude=()
     clue : str
         ``enroll_sig`` (enrollment speech from ``enroll_wav``) or ``label`` (from ``labels``).
     labels_to_clue : callable, optional
-        Maps the ``labels`` string to a clue tensor (e.g. ``synth_events.labels_to_multihot``);
-        needed when ``clue == "label"``.
+        Maps the ``label_column`` cell to a clue tensor (e.g. ``synth_events.labels_to_multihot``
+        for class names, :func:`vector_from_text` for a written multi-hot); needed when
+        ``clue == "label"``.
     exclude : iterable
         Row IDs to leave out (the bad files found by :func:`check_csv`).
     replacements : dict, optional
         Path replacements, as in :func:`check_csv`.
+    label_column : str
+        The column holding the class clue (``labels``: names; FSDSoundScapes' ``label_vector``).
 
     Returns
     -------
@@ -174,7 +198,7 @@ def mixture_dataset(csv_path, clue="enroll_sig", labels_to_clue=None, exclude=()
     elif clue == "label":
         if labels_to_clue is None:
             raise ValueError("clue 'label' needs labels_to_clue (e.g. synth_events.labels_to_multihot)")
-        dataset.add_dynamic_item(labels_to_clue, takes="labels", provides="label")
+        dataset.add_dynamic_item(labels_to_clue, takes=label_column, provides="label")
     else:
         raise ValueError(f"unknown clue {clue!r}; use 'enroll_sig' or 'label'")
     dataset.set_output_keys(["id", "mix_sig", "target_sig", clue])
