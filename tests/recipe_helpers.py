@@ -1,6 +1,7 @@
 """Running a recipe's ``train.py`` as a user does, at a tiny size, for the recipe tests."""
 
 import csv
+import importlib.util
 import os
 import subprocess
 import sys
@@ -15,6 +16,14 @@ TINY = [
 
 def recipe_folder(recipe):
     return os.path.join(ROOT, "recipes", recipe, "tse")
+
+
+def load_prepare(recipe, name):
+    """Imports ``recipes/<recipe>/tse/<name>.py`` (recipes are not a package)."""
+    spec = importlib.util.spec_from_file_location(name, os.path.join(recipe_folder(recipe), name + ".py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def run_recipe(recipe, args, yaml="crossmamba_tse.yaml"):

@@ -19,12 +19,10 @@ import zlib
 import numpy as np
 import pytest
 import soundfile as sf
+from recipe_helpers import extract_with_pretrained, load_prepare, train_tiny
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PREPARE = os.path.join(ROOT, "recipes", "FSDSoundScapes", "tse", "prepare_fsdsoundscapes.py")
-_spec = importlib.util.spec_from_file_location("prepare_fsdsoundscapes", PREPARE)
-prep = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(prep)
+prep = load_prepare("FSDSoundScapes", "prepare_fsdsoundscapes")
 
 # Per split and sample index: (label, event_time, event_duration) as fractions of the clip,
 # sorted by time (as JAMS keeps them). train/10 has two Meow events; indices 2 and 10 check
@@ -466,8 +464,6 @@ def test_missing_scaper_and_stereo(corpus, tmp_path, monkeypatch, no_scaper):
 
 
 def test_one_tiny_epoch_through_train_py(tmp_path, no_scaper):
-    from recipe_helpers import extract_with_pretrained, train_tiny
-
     root = str(tmp_path / "data")
     make_fsdsoundscapes(root, seconds=1.0, sample_rate=44100)
     prerender(root, os.path.join(root, "FSDSoundScapes_prepared"))  # the YAML's prepared_folder

@@ -8,7 +8,6 @@ Authors
 """
 
 import csv
-import importlib.util
 import itertools
 import json
 import logging
@@ -19,24 +18,15 @@ import shutil
 import numpy as np
 import pytest
 import soundfile
+from recipe_helpers import assert_one_line_error, extract_with_pretrained, load_prepare, run_recipe, train_tiny
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-PREPARE_PATH = os.path.join(HERE, "..", "recipes", "Libri2Mix", "tse", "prepare_libri2mix_tse.py")
 GEN_PREFIX = "/gen/machine/LibriMix/Libri2Mix"
 N_SPEAKERS = 5
 N_UTTS = 3
 MIXTURE_COLUMNS = ["ID", "duration", "mix_wav", "target_wav", "enroll_wav", "spk_id", "target_utt", "enroll_utt"]
 
 
-def load_prepare():
-    """Imports the recipe's preparation module by path (recipes are not a package)."""
-    spec = importlib.util.spec_from_file_location("prepare_libri2mix_tse", PREPARE_PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-prep = load_prepare()
+prep = load_prepare("Libri2Mix", "prepare_libri2mix_tse")
 
 
 def _sample_rate(version):
@@ -454,12 +444,13 @@ def test_second_call_skips_and_changed_argument_rewrites(tmp_path, tree):
     assert all(os.stat(p).st_mtime_ns != 0 for p in out.values())
 
 
-def test_one_tiny_epoch_through_train_py(tmp_path):
-    from recipe_helpers import extract_with_pretrained, train_tiny
-
+@pytest.mark.parametrize(
+    "extra", [[], ["--dynamic_mixing=True", "--segment_seconds=0.5"]], ids=["prepared", "dynamic_mixing"]
+)
+def test_one_tiny_epoch_through_train_py(tmp_path, extra):
     root = make_libri2mix(str(tmp_path / "LibriMix"), seconds=1.0)
     out = str(tmp_path / "run")
-    avg = train_tiny("Libri2Mix", root, out, extra=["--enroll_seconds=0.5"])
+    avg = train_tiny("Libri2Mix", root, out, extra=["--enroll_seconds=0.5", *extra])
     assert float(avg["si-snri"]) == float(avg["si-snri"])  # a number, not NaN
     rows = _rows(os.path.join(out, "data", "libri2mix_test_mix_both.csv"))
     assert len(rows) == 2 * len(fixture_mixtures("test"))
@@ -469,8 +460,6 @@ def test_one_tiny_epoch_through_train_py(tmp_path):
 
 
 def test_train_py_errors_are_one_line(tmp_path):
-    from recipe_helpers import assert_one_line_error, run_recipe
-
     assert_one_line_error(run_recipe("Libri2Mix", [f"--output_folder={tmp_path}"]), "data_folder")
     missing = str(tmp_path / "nowhere")
     proc = run_recipe("Libri2Mix", [f"--data_folder={missing}", f"--output_folder={tmp_path}"])

@@ -9,7 +9,6 @@ Authors
 """
 
 import csv
-import importlib.util
 import json
 import logging
 import os
@@ -19,22 +18,9 @@ import zlib
 import numpy as np
 import pytest
 import soundfile
+from recipe_helpers import load_prepare, train_tiny
 
-PREPARE_PATH = os.path.abspath(
-    os.path.join(
-        os.path.dirname(__file__), "..", "recipes", "WSJ0Mix", "tse", "prepare_wsj0mix_tse.py"
-    )
-)
-
-
-def _load_prepare():
-    spec = importlib.util.spec_from_file_location("prepare_wsj0mix_tse", PREPARE_PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-prep = _load_prepare()
+prep = load_prepare("WSJ0Mix", "prepare_wsj0mix_tse")
 
 SUBSETS = ("tr", "cv", "tt")
 SPEAKERS = ("01a", "22g", "40n", "050", "442")  # WSJ-like speaker ids (3 characters)
@@ -157,16 +143,7 @@ def make_wsj0_2mix_extr(root, version="wav8k/min", seconds=1.0):
     return root
 
 
-MIX_COLUMNS = [
-    "ID",
-    "duration",
-    "mix_wav",
-    "target_wav",
-    "enroll_wav",
-    "spk_id",
-    "target_utt",
-    "enroll_utt",
-]
+MIX_COLUMNS = "ID duration mix_wav target_wav enroll_wav spk_id target_utt enroll_utt".split()
 KEYS = {"train": "tr", "valid": "cv", "test": "tt"}
 
 
@@ -465,8 +442,6 @@ def test_skip_when_prepared_and_rewrite_on_changes(tmp_path, caplog):
 
 @pytest.mark.parametrize("make", [make_wsj0_2mix, make_wsj0_2mix_extr])
 def test_one_tiny_epoch_through_train_py(tmp_path, make):
-    from recipe_helpers import train_tiny
-
     root = str(tmp_path / "wsj0-mix")
     make(root, seconds=1.0)
     train_tiny("WSJ0Mix", root, str(tmp_path / "run"), extra=["--enroll_seconds=0.5"])
