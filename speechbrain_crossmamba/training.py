@@ -21,6 +21,7 @@ Authors
 
 import logging
 import os
+import time
 
 import speechbrain as sb
 import torch
@@ -133,8 +134,16 @@ class TSEBrain(sb.Brain):
             train_set.set_epoch(epoch)
 
     def fit(self, epoch_counter, train_set, valid_set=None, **kwargs):
-        """``sb.Brain.fit``, keeping the train set to give it the epoch (dynamic mixing)."""
+        """``sb.Brain.fit``, keeping the train set to give it the epoch (dynamic mixing).
+
+        With ``max_train_minutes`` in the hparams, no epoch starts once that many minutes have
+        passed since the first one of this run (equal wall-clock budgets, as in
+        ``benchmarks/paper_table.py``).
+        """
         self._train_set = train_set
+        minutes = getattr(self.hparams, "max_train_minutes", None)
+        if minutes is not None:
+            epoch_counter = _until(epoch_counter, 60.0 * float(minutes))
         return super().fit(epoch_counter, train_set, valid_set, **kwargs)
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
@@ -162,6 +171,21 @@ class TSEBrain(sb.Brain):
             self.hparams.train_logger.log_stats(
                 stats_meta={"Epoch loaded": self.hparams.epoch_counter.current}, test_stats=stats
             )
+
+
+def _until(epochs, seconds):
+    """The epochs of ``epochs`` until ``seconds`` have passed since the first one started.
+
+    Example
+    -------
+    >>> list(_until(iter([1, 2, 3]), seconds=0))
+    [1]
+    """
+    start = time.monotonic()
+    for epoch in epochs:
+        yield epoch
+        if time.monotonic() - start >= seconds:
+            return
 
 
 def prepare_datasets(hparams):
