@@ -365,6 +365,8 @@ def test_errors_are_one_line_and_name_the_culprit(tmp_path, tree):
         prep.prepare_libri2mix_tse(missing, str(tmp_path / "s0"))
     with pytest.raises(ValueError, match="unknown mix_type 'mix_loud'"):
         prep.prepare_libri2mix_tse(tree, str(tmp_path / "s1"), mix_type="mix_loud")
+    with pytest.raises(ValueError, match="unknown mix_type 'mix_single'; use one of mix_clean, mix_both"):
+        prep.prepare_libri2mix_tse(tree, str(tmp_path / "s1"), mix_type="mix_single")  # no interferer
 
     root = make_libri2mix(tmp_path / "data", subsets=("train-100", "dev"))
     with pytest.raises(FileNotFoundError, match=re.escape(os.path.join(_version_dir(root), "test"))):

@@ -13,7 +13,7 @@ Reads the LibriMix metadata of one Libri2Mix version (``wav8k/min`` by default) 
   utterance of the train subset (its longest source file), for random enrollments and dynamic
   mixing.
 * ``libri2mix_<train_subset>_noise.csv`` (``ID,duration,wav``): the train noise files
-  (``mix_both`` and ``mix_single`` only).
+  (``mix_both`` only).
 
 Enrollment protocol. With SpeakerBeam's ``map_mixture2enrollment`` lists (given by the user; they
 are under an evaluation-only licence and never shipped), dev and test rows reproduce the lists
@@ -36,7 +36,7 @@ import re
 
 logger = logging.getLogger(__name__)
 
-MIX_TYPES = ("mix_clean", "mix_both", "mix_single")
+MIX_TYPES = ("mix_clean", "mix_both")  # mix_single has no interferer: not a TSE task
 TRAIN_SUBSETS = ("train-100", "train-360")
 MIXTURE_COLUMNS = ["ID", "duration", "mix_wav", "target_wav", "enroll_wav", "spk_id", "target_utt", "enroll_utt"]
 UTT_COLUMNS = ["ID", "duration", "wav", "spk_id"]
@@ -67,7 +67,8 @@ def prepare_libri2mix_tse(
     version : str
         ``wav8k/min``, ``wav8k/max``, ``wav16k/min`` or ``wav16k/max``.
     mix_type : str
-        ``mix_clean``, ``mix_both`` (speech + noise) or ``mix_single`` (one speaker + noise).
+        ``mix_clean`` or ``mix_both`` (two speakers + noise). ``mix_single`` (one speaker + noise)
+        has no interferer, so it is not a target-speaker extraction task, and is refused.
     train_subset : str
         ``train-100`` or ``train-360``.
     enroll_map : str, optional
