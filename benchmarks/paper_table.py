@@ -94,7 +94,8 @@ def train_one(task, variant, args, data_folder):
     with open(os.path.join(out, "test_results.csv")) as f:
         rows = [r for r in csv.DictReader(f) if r["ID"] != "avg"]
     extractor = brain.modules.extractor.eval()
-    clue = _clue(task, brain.hparams.sample_rate)
+    classes = getattr(brain.hparams, "classes", None)  # a label task's clue is over its classes
+    clue = _clue(brain.hparams.sample_rate, len(classes) if classes else None)
     row = {"task": task, "variant": variant, "epochs": brain.hparams.epoch_counter.current,
            "mixtures_seen": brain.hparams.epoch_counter.current * args.epoch_size,
            "params_m": count_parameters(extractor)[0] / 1e6, "wall_s": wall, "n_test": len(rows),
@@ -107,27 +108,30 @@ def train_one(task, variant, args, data_folder):
     return row
 
 
-def _clue(task, sample_rate, seconds=2.0):
-    g = torch.Generator().manual_seed(1)
-    if task == "events":
-        clue = torch.zeros(1, 10)
-        clue[0, 3] = 1.0
-        return clue
-    return torch.randn(1, int(seconds * sample_rate), generator=g)
+def _clue(sample_rate, num_classes=None, seconds=2.0):
+    """A 2 s random enrollment [1, T], or a one-hot label [1, num_classes] for a label model."""
+    if num_classes:
+        return torch.nn.functional.one_hot(torch.tensor([3]), num_classes).float()
+    return torch.randn(1, int(seconds * sample_rate), generator=torch.Generator().manual_seed(1))
+
+
+def _load_trained(folder):
+    """The trained extractor of a ``pretrained/`` folder (its YAML and weights), in eval mode."""
+    from hyperpyyaml import load_hyperpyyaml
+
+    with open(os.path.join(folder, "hyperparams.yaml")) as f:
+        model = load_hyperpyyaml(f)["extractor"]
+    model.load_state_dict(torch.load(os.path.join(folder, "extractor.ckpt")))
+    return model.eval()
 
 
 def measure_case(case):
     """Runs in a fresh process: one trained model on ``seconds`` of audio (median, peak RSS)."""
-    from hyperpyyaml import load_hyperpyyaml
-
     torch.set_num_threads(case["threads"])
-    with open(os.path.join(case["pretrained"], "hyperparams.yaml")) as f:
-        hp = load_hyperpyyaml(f)
-    model = hp["extractor"].eval()
-    model.load_state_dict(torch.load(os.path.join(case["pretrained"], "extractor.ckpt")))
+    model = _load_trained(case["pretrained"])
     rate = model.sample_rate
     mixture = torch.randn(1, int(case["seconds"] * rate), generator=torch.Generator().manual_seed(0))
-    clue = _clue("speakers", rate)
+    clue = _clue(rate)
     with torch.inference_mode():
         base = _peak_rss_mb()
         ms = _median_ms(lambda: model(mixture, clue), case["reps"])
@@ -157,16 +161,13 @@ def speed_table(rows, args):
 def fusion_table(rows, args):
     """One fusion point of each trained speaker model (the first: query and fusion layer) against
     the number of frames L, with the model's enrollment embedding as the clue."""
-    from hyperpyyaml import load_hyperpyyaml
-
     out = []
     for row in rows:
-        with open(os.path.join(row["pretrained"], "hyperparams.yaml")) as f:
-            model = load_hyperpyyaml(f)["extractor"].eval()
+        model = _load_trained(row["pretrained"])
         fusion = next(m for name, m in model.named_modules() if name.endswith("fusions"))
         layer = next(iter(fusion.values()))
         with torch.inference_mode():
-            clue = model.encode_clue(_clue("speakers", model.sample_rate), None)
+            clue = model.encode_clue(_clue(model.sample_rate), None)
             for L in args.fusion_lengths:
                 x = torch.randn(1, L, clue.shape[-1])
                 ms = _median_ms(lambda: layer(x, clue), args.reps)
