@@ -111,7 +111,7 @@ def test_mamba_step_by_step_equals_forward():
         y_t, state = mixer.step(x[:, t], state)
         steps.append(y_t)
     torch.testing.assert_close(torch.stack(steps, 1), mixer(x), rtol=1e-4, atol=1e-5)
-    assert state[0].shape == (2, 32, 4) and state[1].shape == (2, 32, 4)
+    assert state[0].shape == (2, 32, 3) and state[1].shape == (2, 32, 4)  # conv history: d_conv - 1
 
 
 def test_crossmamba_step_by_step_equals_forward():

@@ -86,7 +86,7 @@ class CrossMambaMixer(MambaMixer):
         dt, B = x_dbl.split([self.dt_rank, self.d_state], dim=-1)
         return dt, B, self.q_proj(self.in_proj_q(clue))
 
-    def ssm_inputs(self, hidden, clue=None, mask=None):
+    def ssm_inputs(self, hidden, clue=None, mask=None, history=None):
         if clue is None:
             raise ValueError("CrossMamba needs a clue (the query); got None")
         align_clue(clue, hidden.shape[1])  # raises on a length mismatch
@@ -94,11 +94,18 @@ class CrossMambaMixer(MambaMixer):
             raise ValueError(
                 f"clue batch {clue.shape[0]} does not match mixture batch {hidden.shape[0]}"
             )
-        return super().ssm_inputs(hidden, clue, mask)
+        return super().ssm_inputs(hidden, clue, mask, history)
 
     def forward(self, hidden, clue, mask=None):
         """``hidden`` [B, L, d_model] (mixture), ``clue`` [B, L, d_clue], ``mask`` [B, L]."""
         return self._mix(hidden, clue, mask)
+
+    def forward_chunk(self, hidden, clue, state):
+        """The next chunk of a stream, with its clue frames ``clue`` [B, l, d_clue].
+
+        See :meth:`MambaMixer.forward_chunk`; returns (output, new state).
+        """
+        return super().forward_chunk(hidden, state, clue=clue)
 
     def step(self, hidden_t, clue_t, state):
         """One recurrent step with the clue frame ``clue_t`` [B, d_clue] (see MambaMixer.step)."""

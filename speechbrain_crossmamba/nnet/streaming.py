@@ -1,0 +1,281 @@
+"""Causal layers with an explicit, fixed-size streaming state (the streaming host's parts).
+
+Every layer here has three entry points:
+
+- ``forward(...)``: the whole sequence at once (training, offline use);
+- ``init_state(batch_size, device)``: the state before the first frame;
+- ``forward_chunk(..., state) -> (output, new state)``: the next chunk of a stream. Chunks of any
+  lengths, fed in order, give the output of ``forward`` on the whole sequence.
+
+:class:`CausalConvStack` is Waveformer's dilated causal convolution encoder. The decoder layers
+update a query sequence ``q`` (the clue ⊙ the encoder output) from the encoder output ``mem``:
+:class:`CausalCrossMambaLayer` (C from ``q``; x, z, Δ, B from ``mem``; state of fixed size) and
+:class:`CausalCrossAttentionLayer`, the baseline (query ``q``, key and value ``mem``), whose state
+is the key/value cache: it grows with the stream unless a ``context`` window bounds it.
+
+Authors
+ * speechbrain-crossmamba contributors
+"""
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from speechbrain.nnet.attention import PositionalwiseFeedForward
+
+from speechbrain_crossmamba.nnet.cross_mamba import CrossMambaMixer
+from speechbrain_crossmamba.nnet.mamba import depthwise_conv
+
+
+def state_numel(state):
+    """Number of tensor elements in a (nested) streaming state: its size.
+
+    Example
+    -------
+    >>> state_numel({"a": torch.zeros(2, 3), "b": [torch.zeros(4), (torch.zeros(1), 7)]})
+    11
+    """
+    if torch.is_tensor(state):
+        return state.numel()
+    if isinstance(state, dict):
+        return sum(state_numel(v) for v in state.values())
+    if isinstance(state, (list, tuple)):
+        return sum(state_numel(v) for v in state)
+    return 0
+
+
+
+
+class CausalConvStack(nn.Module):
+    """Dilated causal convolutions with residuals, Waveformer's encoder: ``[B, C, L] -> [B, C, L]``.
+
+    Layer ``i``: ``x + W_pw · ReLU(LN(DWConv_k,2^i(x)))``: a depthwise conv of kernel ``k`` and
+    dilation ``2^i`` that sees only past frames, a per-frame LayerNorm (causal, unlike a global
+    norm), a ReLU and a pointwise conv. The receptive field is ``1 + (k - 1)(2^layers - 1)``
+    frames; the state is each layer's last ``(k - 1) · 2^i`` input frames.
+
+    Arguments
+    ---------
+    channels : int
+        Channels C.
+    num_layers : int
+        Layers; dilations 1, 2, 4, ..., 2^(num_layers - 1).
+    kernel_size : int
+        Kernel of the dilated convs.
+
+    Example
+    -------
+    >>> stack = CausalConvStack(8, num_layers=3)
+    >>> x = torch.randn(2, 8, 40)
+    >>> state = stack.init_state(2)
+    >>> a, state = stack.forward_chunk(x[..., :13], state)
+    >>> b, state = stack.forward_chunk(x[..., 13:], state)
+    >>> torch.allclose(torch.cat([a, b], -1), stack(x), atol=1e-5)
+    True
+    """
+
+    def __init__(self, channels, num_layers=8, kernel_size=3):
+        super().__init__()
+        self.channels = channels
+        self.context = [(kernel_size - 1) * 2**i for i in range(num_layers)]
+        self.convs = nn.ModuleList(
+            nn.Conv1d(channels, channels, kernel_size, dilation=2**i, groups=channels)
+            for i in range(num_layers)
+        )
+        self.norms = nn.ModuleList(nn.LayerNorm(channels) for _ in range(num_layers))
+        self.pointwise = nn.ModuleList(nn.Conv1d(channels, channels, 1) for _ in range(num_layers))
+
+    def _residual(self, i, y):
+        y = self.norms[i](y.transpose(1, 2)).transpose(1, 2)
+        return self.pointwise[i](F.relu(y))
+
+    def forward(self, x):
+        """``x`` [B, C, L] -> [B, C, L]; output frame t depends on input frames <= t only."""
+        for i, conv in enumerate(self.convs):
+            x = x + self._residual(i, conv(F.pad(x, (self.context[i], 0))))
+        return x
+
+    def init_state(self, batch_size, device=None):
+        """Zero state: one history [B, C, (k - 1) · 2^i] per layer."""
+        return [torch.zeros(batch_size, self.channels, p, device=device) for p in self.context]
+
+    def forward_chunk(self, x, state):
+        """The next chunk ``x`` [B, C, l] of a stream; returns (output [B, C, l], new state)."""
+        new_state = []
+        for i, conv in enumerate(self.convs):
+            full = torch.cat([state[i].to(x.dtype), x], dim=-1)
+            y = depthwise_conv(full, conv.weight[:, 0], conv.bias, conv.dilation[0])
+            x = x + self._residual(i, y)
+            new_state.append(full[..., full.shape[-1] - self.context[i] :])
+        return x, new_state
+
+
+class _CausalDecoderLayer(nn.Module):
+    """Pre-norm decoder layer: ``q + fuse(norm_q(q), norm_mem(mem))``, then ``q + FFN(norm(q))``.
+
+    Subclasses give ``_fuse(q, mem)``, ``_fuse_chunk(q, mem, state)`` and ``init_state``.
+    """
+
+    norm_class = nn.LayerNorm
+
+    def __init__(self, d_model, d_ffn=0, dropout=0.0):
+        super().__init__()
+        self.d_model = d_model
+        self.norm_q, self.norm_mem = self.norm_class(d_model), self.norm_class(d_model)
+        self.ffn = None
+        if d_ffn:
+            self.norm_ffn = self.norm_class(d_model)
+            self.ffn = PositionalwiseFeedForward(d_ffn, input_size=d_model, dropout=dropout)
+
+    def _feed_forward(self, q):
+        return q if self.ffn is None else q + self.ffn(self.norm_ffn(q))
+
+    def forward(self, q, mem):
+        """``q`` (queries) and ``mem`` (encoder output), both [B, L, d_model] -> new ``q``."""
+        return self._feed_forward(q + self._fuse(self.norm_q(q), self.norm_mem(mem)))
+
+    def forward_chunk(self, q, mem, state):
+        """The next chunk of ``q`` and ``mem`` [B, l, d_model]; returns (new q, new state)."""
+        fused, state = self._fuse_chunk(self.norm_q(q), self.norm_mem(mem), state)
+        return self._feed_forward(q + fused), state
+
+
+class CausalCrossMambaLayer(_CausalDecoderLayer):
+    """Unidirectional CrossMamba decoder layer: C from the queries; x, z, Δ, B from the memory.
+
+    The state is the mixer's (conv history, SSM state): fixed in size, so a chunk costs the
+    same however long the stream has run.
+
+    Arguments
+    ---------
+    d_model : int
+        Size of queries and memory.
+    d_ffn : int
+        Feed-forward size after the mixer; 0 for none.
+    dropout : float
+        Feed-forward dropout.
+    **mixer_kwargs
+        Passed to :class:`~speechbrain_crossmamba.nnet.cross_mamba.CrossMambaMixer`
+        (``d_state``, ``d_conv``, ``expand``, ``scan_backend``, ...).
+
+    Example
+    -------
+    >>> layer = CausalCrossMambaLayer(16, d_ffn=32, d_state=4)
+    >>> q, mem = torch.randn(2, 30, 16), torch.randn(2, 30, 16)
+    >>> state = layer.init_state(2)
+    >>> a, state = layer.forward_chunk(q[:, :11], mem[:, :11], state)
+    >>> b, state = layer.forward_chunk(q[:, 11:], mem[:, 11:], state)
+    >>> torch.allclose(torch.cat([a, b], 1), layer(q, mem), atol=1e-5)
+    True
+    """
+
+    norm_class = nn.RMSNorm
+
+    def __init__(self, d_model, d_ffn=0, dropout=0.0, **mixer_kwargs):
+        super().__init__(d_model, d_ffn, dropout)
+        self.mixer = CrossMambaMixer(d_model, d_clue=d_model, **mixer_kwargs)
+
+    def _fuse(self, q, mem):
+        return self.mixer(mem, q)
+
+    def _fuse_chunk(self, q, mem, state):
+        return self.mixer.forward_chunk(mem, q, state)
+
+    def init_state(self, batch_size, device=None):
+        """Zero (conv history, SSM state) of the mixer."""
+        return self.mixer.init_state(batch_size, device)
+
+
+def window_mask(num_queries, num_keys, context, device=None):
+    """Which keys each query may see: the last ``num_queries`` of ``num_keys`` frames are the
+    queries; query ``i`` sees the keys at or before its own frame and, with ``context``, only
+    the last ``context`` of them. Returns a boolean [num_queries, num_keys] (True = attend).
+
+    Example
+    -------
+    >>> window_mask(2, 4, context=2).int()
+    tensor([[0, 1, 1, 0],
+            [0, 0, 1, 1]], dtype=torch.int32)
+    """
+    offset = num_keys - num_queries
+    i = torch.arange(num_queries, device=device)[:, None] + offset
+    j = torch.arange(num_keys, device=device)[None, :]
+    allowed = j <= i
+    if context is not None:
+        allowed &= j > i - context
+    return allowed
+
+
+class CausalCrossAttentionLayer(_CausalDecoderLayer):
+    """The baseline: causal multi-head cross-attention, query from ``q``, key/value from ``mem``.
+
+    Query frame t attends to memory frames ``t - context < s <= t`` (all ``s <= t`` when
+    ``context`` is None). The streaming state is the cache of projected keys and values: it
+    holds the whole past without a window, so a chunk's cost grows with the stream, and at most
+    ``context - 1`` frames with one.
+
+    Arguments
+    ---------
+    d_model : int
+        Size of queries and memory.
+    nhead : int
+        Attention heads.
+    d_ffn : int
+        Feed-forward size after the attention; 0 for none.
+    dropout : float
+        Dropout of the attention weights and the feed-forward.
+    context : int, optional
+        Frames a query sees (its own included); None: the whole past.
+
+    Example
+    -------
+    >>> layer = CausalCrossAttentionLayer(16, nhead=4, context=8)
+    >>> q, mem = torch.randn(2, 30, 16), torch.randn(2, 30, 16)
+    >>> state = layer.init_state(2)
+    >>> a, state = layer.forward_chunk(q[:, :11], mem[:, :11], state)
+    >>> b, state = layer.forward_chunk(q[:, 11:], mem[:, 11:], state)
+    >>> torch.allclose(torch.cat([a, b], 1), layer(q, mem), atol=1e-5)
+    True
+    >>> state[0].shape  # the cache: context - 1 frames
+    torch.Size([2, 4, 7, 4])
+    """
+
+    def __init__(self, d_model, nhead=4, d_ffn=0, dropout=0.0, context=None):
+        super().__init__(d_model, d_ffn, dropout)
+        if d_model % nhead:
+            raise ValueError(f"d_model={d_model} is not divisible by nhead={nhead}")
+        if context is not None and context < 1:
+            raise ValueError(f"context must be a positive number of frames or None, got {context}")
+        self.nhead, self.context, self.dropout = nhead, context, dropout
+        self.q_proj = nn.Linear(d_model, d_model)
+        self.kv_proj = nn.Linear(d_model, 2 * d_model)
+        self.out_proj = nn.Linear(d_model, d_model)
+
+    def _heads(self, x):
+        B, L, _ = x.shape
+        return x.reshape(B, L, self.nhead, -1).transpose(1, 2)
+
+    def _attend(self, q, k, v):
+        mask = window_mask(q.shape[1], k.shape[2], self.context, q.device)
+        p = self.dropout if self.training else 0.0
+        out = F.scaled_dot_product_attention(self._heads(self.q_proj(q)), k, v, mask, dropout_p=p)
+        return self.out_proj(out.transpose(1, 2).reshape(q.shape))
+
+    def _keys_values(self, mem):
+        return [self._heads(t) for t in self.kv_proj(mem).chunk(2, dim=-1)]
+
+    def _fuse(self, q, mem):
+        return self._attend(q, *self._keys_values(mem))
+
+    def _fuse_chunk(self, q, mem, state):
+        k, v = self._keys_values(mem)
+        k, v = torch.cat([state[0], k], dim=2), torch.cat([state[1], v], dim=2)
+        out = self._attend(q, k, v)
+        if self.context is not None:  # keep what the next frames can still see
+            start = k.shape[2] - min(k.shape[2], self.context - 1)
+            k, v = k[:, :, start:], v[:, :, start:]
+        return out, (k, v)
+
+    def init_state(self, batch_size, device=None):
+        """Empty key and value caches [B, nhead, 0, d_model / nhead]."""
+        empty = torch.zeros(batch_size, self.nhead, 0, self.d_model // self.nhead, device=device)
+        return empty, empty.clone()
