@@ -1,9 +1,11 @@
-"""Command line: ``speechbrain-crossmamba extract`` (also ``python -m speechbrain_crossmamba``).
+"""Command line: ``speechbrain-crossmamba extract | stream`` (also ``python -m speechbrain_crossmamba``).
 
 Example::
 
     speechbrain-crossmamba extract --model results/crossmamba_tse/1234/pretrained \\
         --mixture mix.wav --enrollment enr.wav --out est.wav --plot est.png
+    speechbrain-crossmamba stream --model results/streaming_crossmamba_label/1234/pretrained \\
+        --mixture mix.wav --label siren --chunk-ms 8 --out est.wav
 
 Authors
  * speechbrain-crossmamba contributors
@@ -12,6 +14,18 @@ Authors
 import argparse
 import os
 import sys
+
+
+def _common(sub, name, help, description):
+    """A subcommand with the model, mixture, clue and device options."""
+    cmd = sub.add_parser(name, help=help, description=description)
+    cmd.add_argument("--model", required=True, help="pretrained folder (e.g. <output>/pretrained) or hub id")
+    cmd.add_argument("--mixture", required=True, help="mixture audio file")
+    clue = cmd.add_mutually_exclusive_group(required=True)
+    clue.add_argument("--enrollment", help="enrollment audio of the target speaker")
+    clue.add_argument("--label", help="class name(s) of the target sound, space-separated")
+    cmd.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    return cmd
 
 
 def build_parser():
@@ -23,61 +37,95 @@ def build_parser():
     ...                                   "--label", "siren", "--out", "y.wav"])
     >>> args.command, args.label, args.device
     ('extract', 'siren', 'cpu')
+    >>> build_parser().parse_args(["stream", "--model", "m", "--mixture", "x.wav",
+    ...                            "--label", "siren"]).chunk_ms
+    8.0
     """
     parser = argparse.ArgumentParser(
         prog="speechbrain-crossmamba",
         description="Target speaker / target sound extraction with CrossMamba models.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    ext = sub.add_parser(
-        "extract",
-        help="extract a target from a mixture file",
-        description="Extract the target of MIXTURE given an enrollment utterance (speaker models) "
+    ext = _common(
+        sub, "extract", "extract a target from a mixture file",
+        "Extract the target of MIXTURE given an enrollment utterance (speaker models) "
         "or class names (label models). Audio of any rate and channel count is downmixed and "
         "resampled to the model's rate; the estimate is written at the model's rate.",
-    )
-    ext.add_argument("--model", required=True, help="pretrained folder (e.g. <output>/pretrained) or hub id")
-    ext.add_argument("--mixture", required=True, help="mixture audio file")
-    clue = ext.add_mutually_exclusive_group(required=True)
-    clue.add_argument("--enrollment", help="enrollment audio of the target speaker")
-    clue.add_argument("--label", help="class name(s) of the target sound, space-separated")
+    )  # fmt: skip
     ext.add_argument("--out", required=True, help="output WAV of the estimate")
     ext.add_argument("--plot", help="also write a before/after spectrogram PNG here")
-    ext.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     ext.add_argument("--window-seconds", type=float, default=None,
                      help="process inputs longer than this in overlapping windows (default 10)")
+    stream = _common(
+        sub, "stream", "simulate real-time streaming extraction of a file",
+        "Feed MIXTURE to a streaming (causal) model chunk by chunk, as a sound card would, and "
+        "report the per-chunk latency (p50, p95, max: from a chunk's arrival to its output) "
+        "and the real-time factor. Arrivals are simulated on a virtual clock unless --realtime.",
+    )  # fmt: skip
+    stream.add_argument("--chunk-ms", type=float, default=8.0, help="chunk length in ms (default 8)")
+    stream.add_argument("--realtime", action="store_true",
+                        help="wait for each chunk's arrival on the wall clock")
+    stream.add_argument("--out", help="also write the streamed estimate to this WAV")
     return parser
 
 
 def extract(args):
     """Runs ``extract``; returns the estimate ([T] tensor)."""
-    from speechbrain_crossmamba.inference import TargetSpeakerExtraction
+    from speechbrain_crossmamba.evaluation import plot_spectrograms
 
-    model = TargetSpeakerExtraction.from_hparams(source=args.model, run_opts={"device": args.device})
+    model, clue, mix = _load(args)
     if args.window_seconds:
         model.window_seconds = args.window_seconds
-    from speechbrain_crossmamba.evaluation import plot_spectrograms, write_wav
-
-    clue = model.make_clue(args.enrollment, args.label)
-    mix = model.load_audio(args.mixture)
     est = model.extract_batch(mix[None], None, clue)[0]
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    write_wav(args.out, est, model.sample_rate)
+    _write(args.out, est, model.sample_rate)
     if args.plot:
         title = f"clue: {args.label}" if args.label else f"enrollment: {os.path.basename(args.enrollment)}"
         plot_spectrograms(args.plot, {"mixture": mix, "estimate": est}, model.sample_rate, title)
+    print(args.out)
     return est
+
+
+def stream(args):
+    """Runs ``stream``: prints the latency summary; returns the :func:`simulate_stream` result."""
+    from speechbrain_crossmamba.inference.streaming import latency_summary, simulate_stream
+
+    model, clue, mix = _load(args)
+    extractor = model.streaming_extractor
+    chunk = round(args.chunk_ms * model.sample_rate / 1000)
+    if chunk < 1:
+        raise ValueError(f"--chunk-ms {args.chunk_ms} is shorter than one sample")
+    dev = model.device
+    run = simulate_stream(extractor, mix.to(dev), clue.to(dev), chunk, args.realtime)
+    print(latency_summary(run))
+    if args.out:
+        _write(args.out, run["output"], model.sample_rate)
+        print(args.out)
+    return run
+
+
+def _load(args):
+    """The model, the clue batch and the mixture [T] named by the arguments."""
+    from speechbrain_crossmamba.inference import TargetSpeakerExtraction
+
+    model = TargetSpeakerExtraction.from_hparams(source=args.model, run_opts={"device": args.device})
+    return model, model.make_clue(args.enrollment, args.label), model.load_audio(args.mixture)
+
+
+def _write(path, wav, rate):
+    from speechbrain_crossmamba.evaluation import write_wav
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    write_wav(path, wav, rate)
 
 
 def main(argv=None):
     """Entry point; bad input ends with a one-line ``error: ...`` and exit status 2."""
     args = build_parser().parse_args(argv)
     try:
-        extract(args)
+        {"extract": extract, "stream": stream}[args.command](args)
     except (ValueError, FileNotFoundError, RuntimeError) as error:
         print(f"speechbrain-crossmamba: error: {error}", file=sys.stderr)
         return 2
-    print(args.out)
     return 0
 
 

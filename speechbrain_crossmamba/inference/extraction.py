@@ -174,6 +174,28 @@ class TargetSpeakerExtraction(Pretrained):
             raise ValueError("this model extracts by enrollment: pass enrollment_path")
         return self.load_audio(enrollment_path, "enrollment")[None]
 
+    @property
+    def streaming_extractor(self):
+        """The extractor, if it can stream (a causal model of ``models/streaming_tse.yaml``)."""
+        extractor = self.mods.extractor
+        if not hasattr(extractor, "extract_stream"):
+            raise ValueError(
+                f"this model ({type(extractor.masknet).__name__}) is not causal and cannot stream: "
+                "train one from hparams/models/streaming_tse.yaml"
+            )
+        return extractor
+
+    def extract_stream(self, chunks, clue, clue_lens=None):
+        """Extracts the target of a stream of mixture chunks (each [l] or [1, l], at the model's
+        rate) given a clue batch of one (``make_clue``); yields output chunks on the CPU whose
+        concatenation equals :meth:`extract_batch` of the whole signal, up to float rounding."""
+        extractor = self.streaming_extractor
+        clue = _as_float(clue, "clue")
+        clue = (clue[None] if clue.dim() == 1 else clue).to(self.device)
+        chunks = (_as_float(c, "mixture chunk").to(self.device) for c in chunks)
+        for out in extractor.extract_stream(chunks, clue, clue_lens):
+            yield out.float().cpu()
+
     def forward(self, mix, clue, mix_lens=None, clue_lens=None):
         """Same as :meth:`extract_batch`."""
         return self.extract_batch(mix, mix_lens, clue, clue_lens)

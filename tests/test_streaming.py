@@ -1,0 +1,203 @@
+"""The streaming host: chunked == offline, causality, a fixed-size state, training, the CLI."""
+
+import csv
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+from hyperpyyaml import load_hyperpyyaml
+from test_training import HPARAMS, ROOT, tiny_args
+
+from speechbrain_crossmamba.inference import TargetSpeakerExtraction
+from speechbrain_crossmamba.nnet.streaming import state_numel
+from speechbrain_crossmamba.training import main
+
+MODEL_FILE = os.path.join(HPARAMS, "models", "streaming_tse.yaml")
+TINY = {"N": 16, "N_encoder": 16, "encoder_layers": 3, "decoder_layers": 2, "d_ffn": 32,
+        "d_state": 8, "enroll_hidden": 16, "num_classes": 10}
+TINY_STREAMING = "--model={N: 16, N_encoder: 16, encoder_layers: 3, decoder_layers: 1, d_ffn: 32}"
+RATE = 8000
+
+
+def _model(decoder="crossmamba", clue="label", **sizes):
+    torch.manual_seed(0)
+    overrides = {**TINY, "decoder_variant": decoder, "clue_variant": clue, **sizes}
+    with open(MODEL_FILE) as f:
+        return load_hyperpyyaml(f, overrides)["extractor"].eval()
+
+
+def _signal(seconds, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return 0.3 * torch.randn(1, int(seconds * RATE), generator=g)
+
+
+def _stream(model, mix, clue, sizes):
+    """Streams ``mix`` in chunks of the given sizes (cycled); returns the concatenated output."""
+    chunks, start, i = [], 0, 0
+    while start < mix.shape[1]:
+        chunks.append(mix[:, start : start + sizes[i % len(sizes)]])
+        start, i = start + sizes[i % len(sizes)], i + 1
+    return torch.cat(list(model.extract_stream(chunks, clue)), dim=1)
+
+
+@pytest.mark.parametrize("decoder", ["crossmamba", "attention"])
+def test_ten_seconds_chunk_by_chunk_equal_offline(decoder):
+    model = _model(decoder, context_frames=300)
+    mix, label = _signal(10), torch.tensor([4])
+    with torch.no_grad():
+        offline = model(mix, label)
+    assert offline.shape == mix.shape and offline.abs().max() > 1e-3
+    for sizes in ([64], [128], [256], [100], [1, 513, 7, 64, 0, 2000]):  # 100 does not divide 80000
+        streamed = _stream(model, mix, label, sizes)
+        assert streamed.shape == offline.shape, sizes
+        torch.testing.assert_close(streamed, offline, rtol=1e-4, atol=1e-5, msg=f"chunks {sizes}")
+
+
+@pytest.mark.parametrize("length", [5, 16, 17, 1001])
+def test_short_and_odd_lengths_stream_like_offline(length):
+    model = _model()
+    mix, label = _signal(1)[:, :length], torch.tensor([1])
+    with torch.no_grad():
+        offline = model(mix, label)
+    torch.testing.assert_close(_stream(model, mix, label, [3]), offline, rtol=1e-4, atol=1e-5)
+
+
+def test_enrollment_clue_streams_like_offline():
+    model = _model(clue="enrollment")
+    mix, enrollment = _signal(3), _signal(2, seed=1)
+    with torch.no_grad():
+        offline = model(mix, enrollment)
+    torch.testing.assert_close(_stream(model, mix, enrollment, [160]), offline, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("decoder", ["crossmamba", "attention"])
+def test_causality_the_future_does_not_change_the_past(decoder):
+    model = _model(decoder)
+    mix, label = _signal(2), torch.tensor([2])
+    t0 = 9000
+    changed = mix.clone()
+    changed[:, t0:] = torch.randn(1, mix.shape[1] - t0)
+    with torch.no_grad():
+        a, b = model(mix, label), model(changed, label)
+    past = t0 - model.latency_samples  # the decoder's overlap-add reaches back this far
+    torch.testing.assert_close(a[:, :past], b[:, :past], rtol=0, atol=1e-6)
+    assert (a[:, past:] - b[:, past:]).abs().max() > 1e-3  # the test would see a leak
+
+
+def test_crossmamba_state_is_fixed_in_size_attention_cache_grows_or_is_windowed():
+    label = torch.tensor([0])
+    sizes = {}
+    for name, model in (
+        ("crossmamba", _model("crossmamba")),
+        ("window", _model("attention", context_frames=200)),
+        ("unbounded", _model("attention", context_frames=None)),
+    ):
+        state = model.init_state(label)
+        trace = []
+        with torch.no_grad():
+            for chunk in _signal(12).split(128, dim=1):  # 12 s, 750 chunks of 16 ms
+                _, state = model.forward_chunk(chunk, state)
+                trace.append(state_numel(state))
+        sizes[name] = trace
+    assert len(set(sizes["crossmamba"][1:])) == 1  # after the first chunk fills the input buffer
+    assert len(set(sizes["window"][20:])) == 1  # once the 200-frame window is full
+    growth = np.diff(sizes["unbounded"])
+    assert (growth > 0).all() and sizes["unbounded"][-1] > 20 * sizes["unbounded"][10]
+
+
+def test_bad_streaming_input_one_line_errors():
+    model = _model()
+    state = model.init_state(torch.tensor([1]))
+    with pytest.raises(ValueError, match=r"^a chunk must be mono \[batch=1, samples\], got shape \(1, 2, 64\)$"):
+        model.forward_chunk(torch.zeros(1, 2, 64), state)
+    with pytest.raises(ValueError, match="^mixture chunk contains NaN or Inf values$"):
+        model.forward_chunk(torch.full((1, 64), float("nan")), state)
+    with pytest.raises(ValueError, match="^the mixture stream is empty"):
+        list(model.extract_stream([], torch.tensor([1])))
+    with pytest.raises(ValueError, match="out of range for 10 classes"):
+        list(model.extract_stream([torch.zeros(64)], torch.tensor([12])))
+    with pytest.raises(ValueError, match="^the streaming host takes a vector clue"):
+        model.masknet(torch.zeros(1, 16, 10), torch.zeros(1, 10, 16))
+
+
+def test_non_causal_masknet_is_refused():
+    from speechbrain_crossmamba.lobes.models.streaming_tse import StreamingExtractor
+
+    with open(os.path.join(HPARAMS, "models", "tse.yaml")) as f:
+        hp = load_hyperpyyaml(f, {"N": 8, "N_encoder": 8, "num_layers": 1, "clue_variant": "label"})
+    with pytest.raises(ValueError, match="TSEDualPathModel cannot stream"):
+        StreamingExtractor(hp["encoder"], hp["extractor"].masknet, hp["decoder"], hp["clue_label"]())
+
+
+def _model_lines(path):
+    lines = [line for line in open(path) if line.strip() and not line.startswith("#")]
+    return [line for line in lines if not re.match(r"(experiment_name|decoder_variant):", line)]
+
+
+def test_attention_twin_changes_only_the_decoder():
+    cm, att = (os.path.join(HPARAMS, f"streaming_{v}_label.yaml") for v in ("crossmamba", "attention"))
+    assert _model_lines(cm) == _model_lines(att)
+    assert "decoder_variant: attention" in open(att).read()
+
+
+@pytest.fixture(scope="module")
+def streaming_model(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("stream"))
+    data = str(tmp_path_factory.mktemp("ev"))
+    args = tiny_args(out, data, yaml="streaming_crossmamba_label.yaml")
+    args = [TINY_STREAMING if a.startswith("--model=") else a for a in args]
+    main(args)
+    return out
+
+
+def test_tiny_training_run_exports_a_streamable_model(streaming_model):
+    rows = list(csv.DictReader(open(os.path.join(streaming_model, "test_results.csv"))))
+    assert len(rows) == 3 + 1 and all(np.isfinite(float(r["si-snr"])) for r in rows)
+    model = TargetSpeakerExtraction.from_hparams(source=os.path.join(streaming_model, "pretrained"))
+    mix = _signal(2)[0]
+    clue = model.make_clue(label="siren bell")
+    offline = model.extract_batch(mix[None], None, clue)[0]
+    streamed = torch.cat(list(model.extract_stream(mix.split(128), clue)), dim=1)[0]
+    torch.testing.assert_close(streamed, offline, rtol=1e-4, atol=1e-5)
+
+
+def test_stream_command_reports_latency_and_writes_the_offline_output(streaming_model, tmp_path):
+    mix = tmp_path / "mix.wav"
+    soundfile.write(str(mix), _signal(2)[0].numpy(), RATE)
+    pretrained = os.path.join(streaming_model, "pretrained")
+    cmd = [sys.executable, "-m", "speechbrain_crossmamba", "stream", "--model", pretrained,
+           "--mixture", str(mix), "--label", "siren", "--chunk-ms", "16", "--out", str(tmp_path / "s.wav")]
+    run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert re.search(r"125 chunks of 16\.0 ms; algorithmic latency 17\.0 ms", run.stdout)
+    assert re.search(r"per-chunk latency: p50 [\d.]+ ms, p95 [\d.]+ ms, max [\d.]+ ms", run.stdout)
+    model = TargetSpeakerExtraction.from_hparams(source=pretrained)
+    offline = model.extract_file(str(mix), label="siren")
+    streamed, rate = soundfile.read(str(tmp_path / "s.wav"), dtype="float32")
+    assert rate == RATE
+    np.testing.assert_allclose(streamed, offline.numpy(), atol=1e-4)  # 16-bit WAV
+
+
+def test_stream_command_refuses_a_non_causal_model(tmp_path):
+    from speechbrain_crossmamba.export import export_pretrained
+
+    with open(os.path.join(HPARAMS, "models", "tse.yaml")) as f:
+        hp = load_hyperpyyaml(f, {"N": 8, "N_encoder": 8, "num_layers": 1, "clue_variant": "label"})
+    folder = str(tmp_path / "offline")
+    export_pretrained(hp["extractor"], hp, os.path.join(HPARAMS, "models", "tse.yaml"), folder,
+                      extra={"classes": ["a", "b"]})
+    mix = tmp_path / "mix.wav"
+    soundfile.write(str(mix), _signal(0.5)[0].numpy(), RATE)
+    cmd = [sys.executable, "-m", "speechbrain_crossmamba", "stream", "--model", folder,
+           "--mixture", str(mix), "--label", "a"]
+    run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines()[-1] == (
+        "speechbrain-crossmamba: error: this model (TSEDualPathModel) is not causal and cannot "
+        "stream: train one from hparams/models/streaming_tse.yaml"
+    )
