@@ -33,9 +33,16 @@ def run_recipe(recipe, args, yaml="crossmamba_tse.yaml"):
     return subprocess.run(cmd, cwd=recipe_folder(recipe), capture_output=True, text=True, env=env, timeout=600)
 
 
-def train_tiny(recipe, data_folder, output_folder, yaml="crossmamba_tse.yaml", extra=()):
+TINY_STREAMING = [
+    "--N=16", "--N_encoder=16", "--encoder_layers=2", "--decoder_layers=1", "--nhead=2",
+    "--d_ffn=32", "--number_of_epochs=1", "--batch_size=2", "--num_workers=0", "--n_examples=1",
+    "--noprogressbar",
+]
+
+
+def train_tiny(recipe, data_folder, output_folder, yaml="crossmamba_tse.yaml", extra=(), tiny=TINY):
     """One tiny epoch, test and export through the recipe; returns the test ``avg`` row."""
-    args = [f"--data_folder={data_folder}", f"--output_folder={output_folder}", *TINY, *extra]
+    args = [f"--data_folder={data_folder}", f"--output_folder={output_folder}", *tiny, *extra]
     proc = run_recipe(recipe, args, yaml)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "epoch: 1" in open(os.path.join(output_folder, "train_log.txt")).read()

@@ -7,14 +7,16 @@ import os
 import pytest
 from hyperpyyaml import load_hyperpyyaml
 from recipe_helpers import ROOT, recipe_folder
+from test_streaming import _model_lines as _streaming_model_lines
 from test_training import _model_lines
 
 VARIANTS = [
     path
     for recipe in ("Libri2Mix", "WSJ0Mix", "FSDSoundScapes")
     for path in sorted(glob.glob(os.path.join(recipe_folder(recipe), "hparams", "*.yaml")))
-    if not path.endswith("crossmamba_tse.yaml")
+    if not os.path.basename(path).startswith(("crossmamba_tse", "streaming"))
 ]
+STREAMING = sorted(glob.glob(os.path.join(recipe_folder("FSDSoundScapes"), "hparams", "streaming_*.yaml")))
 
 
 def _name(path):
@@ -34,6 +36,12 @@ def test_baselines_change_only_the_model(path):
     base = os.path.join(os.path.dirname(path), "crossmamba_tse.yaml")
     assert _model_lines(path) == _model_lines(base)
     assert "fusion_variant: crossmamba" not in open(path).read()
+
+
+def test_streaming_twins_change_only_the_decoder():
+    assert [os.path.basename(p) for p in STREAMING] == ["streaming_attention.yaml", "streaming_crossmamba.yaml"]
+    assert _streaming_model_lines(STREAMING[0]) == _streaming_model_lines(STREAMING[1])
+    assert "decoder_variant: attention" in open(STREAMING[0]).read()
 
 
 def test_fsdsoundscapes_classes_are_the_prepared_clue_order(monkeypatch):

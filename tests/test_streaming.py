@@ -75,6 +75,18 @@ def test_enrollment_clue_streams_like_offline():
     torch.testing.assert_close(_stream(model, mix, enrollment, [160]), offline, rtol=1e-4, atol=1e-5)
 
 
+def test_padded_batch_items_equal_their_outputs_alone():
+    model = _model()
+    a, b = _signal(1.0), _signal(0.6, seed=3)
+    batch = torch.cat([a, torch.nn.functional.pad(b, (0, a.shape[1] - b.shape[1]))])
+    labels = torch.tensor([1, 5])
+    with torch.no_grad():
+        out = model(batch, labels, lengths=torch.tensor([1.0, b.shape[1] / a.shape[1]]))
+        alone = model(b, labels[1:])
+    torch.testing.assert_close(out[1, : b.shape[1]], alone[0], rtol=1e-4, atol=1e-5)
+    assert out[1, b.shape[1] :].abs().max() == 0
+
+
 @pytest.mark.parametrize("decoder", ["crossmamba", "attention"])
 def test_causality_the_future_does_not_change_the_past(decoder):
     model = _model(decoder)

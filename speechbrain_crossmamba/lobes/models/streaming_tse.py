@@ -64,9 +64,7 @@ class TSECausalModel(nn.Module):
         self.query = query
         self.proj_out = nn.Linear(d_model, in_channels)
 
-    def _decode(self, q, mem, run):
-        for layer in self.layers:
-            q = run(layer, q, mem)
+    def _mask(self, q):
         return torch.relu(self.proj_out(q)).transpose(1, 2)
 
     def forward(self, x, clue, mask=None):
@@ -78,7 +76,10 @@ class TSECausalModel(nn.Module):
                 f"got shape {tuple(clue.shape)}"
             )
         mem = self.proj_in(self.encoder(x).transpose(1, 2))
-        return self._decode(self.query(clue, mem), mem, lambda layer, q, m: layer(q, m))
+        q = self.query(clue, mem)
+        for layer in self.layers:
+            q = layer(q, mem)
+        return self._mask(q)
 
     def init_state(self, batch_size, device=None):
         """Zero state: the encoder's conv histories and every decoder layer's state."""
@@ -89,15 +90,11 @@ class TSECausalModel(nn.Module):
         """The next frames ``x`` [B, N_enc, l] of a stream; returns (mask, new state)."""
         enc, enc_state = self.encoder.forward_chunk(x, state["encoder"])
         mem = self.proj_in(enc.transpose(1, 2))
-        states = []
-
-        def run(layer, q, m):
-            q, layer_state = layer.forward_chunk(q, m, state["layers"][len(states)])
-            states.append(layer_state)
-            return q
-
-        out = self._decode(self.query(clue, mem), mem, run)
-        return out, {"encoder": enc_state, "layers": states}
+        q, layer_states = self.query(clue, mem), []
+        for layer, layer_state in zip(self.layers, state["layers"]):
+            q, layer_state = layer.forward_chunk(q, mem, layer_state)
+            layer_states.append(layer_state)
+        return self._mask(q), {"encoder": enc_state, "layers": layer_states}
 
 
 class StreamingExtractor(TargetExtractor):
