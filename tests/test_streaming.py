@@ -178,6 +178,20 @@ def test_tiny_training_run_exports_a_streamable_model(streaming_model):
     torch.testing.assert_close(streamed, offline, rtol=1e-4, atol=1e-5)
 
 
+def test_speaker_task_with_enrollment_clue_trains_and_streams(tmp_path):
+    out = str(tmp_path / "spk")
+    args = tiny_args(out, str(tmp_path / "data"), yaml="streaming_crossmamba_tse.yaml")
+    main([TINY_STREAMING if a.startswith("--model=") else a for a in args])
+    model = TargetSpeakerExtraction.from_hparams(source=os.path.join(out, "pretrained"))
+    assert not model.label_clue
+    mix, enrollment = _signal(1.5)[0], _signal(1.0, seed=4)
+    offline = model.extract_batch(mix[None], None, enrollment)[0]
+    streamed = torch.cat(list(model.extract_stream(mix.split(64), enrollment)), dim=1)[0]
+    torch.testing.assert_close(streamed, offline, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match=r"^enrollment is 0.01 s long; the minimum is 0.50 s"):
+        list(model.extract_stream(mix.split(64), enrollment[:, :80]))
+
+
 def test_stream_command_reports_latency_and_writes_the_offline_output(streaming_model, tmp_path):
     mix = tmp_path / "mix.wav"
     soundfile.write(str(mix), _signal(2)[0].numpy(), RATE)
