@@ -5,6 +5,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -127,6 +128,8 @@ def test_bad_streaming_input_one_line_errors():
     state = model.init_state(torch.tensor([1]))
     with pytest.raises(ValueError, match=r"^a chunk must be mono \[batch=1, samples\], got shape \(1, 2, 64\)$"):
         model.forward_chunk(torch.zeros(1, 2, 64), state)
+    with pytest.raises(ValueError, match=r"^a chunk must be a floating-point tensor \(scale int16"):
+        model.forward_chunk(torch.zeros(1, 64, dtype=torch.int16), state)
     with pytest.raises(ValueError, match="^mixture chunk contains NaN or Inf values$"):
         model.forward_chunk(torch.full((1, 64), float("nan")), state)
     with pytest.raises(ValueError, match="^the mixture stream is empty"):
@@ -144,6 +147,22 @@ def test_non_causal_masknet_is_refused():
         hp = load_hyperpyyaml(f, {"N": 8, "N_encoder": 8, "num_layers": 1, "clue_variant": "label"})
     with pytest.raises(ValueError, match="TSEDualPathModel cannot stream"):
         StreamingExtractor(hp["encoder"], hp["extractor"].masknet, hp["decoder"], hp["clue_label"]())
+
+
+def test_simulated_and_real_time_clocks():
+    from speechbrain_crossmamba.inference.streaming import simulate_stream
+
+    model, mix, label = _model(), _signal(0.5), torch.tensor([1])
+    with torch.no_grad():
+        offline = model(mix, label)[0]
+    virtual = simulate_stream(model, mix, label, 80)
+    assert len(virtual["latency_ms"]) == 50 and virtual["chunk_ms"] == 10.0
+    assert (virtual["latency_ms"] >= virtual["compute_ms"] - 1e-9).all()  # queueing only adds
+    torch.testing.assert_close(virtual["output"], offline, rtol=1e-4, atol=1e-5)
+    t0 = time.perf_counter()
+    real = simulate_stream(model, mix, label, 80, realtime=True)
+    assert time.perf_counter() - t0 >= 0.5  # it waited for the chunks to arrive
+    torch.testing.assert_close(real["output"], offline, rtol=1e-4, atol=1e-5)
 
 
 def _model_lines(path):

@@ -168,6 +168,8 @@ class StreamingExtractor(TargetExtractor):
         Over a stream, the outputs of :meth:`forward_chunk` then :meth:`flush` concatenate to
         ``forward`` of the whole signal.
         """
+        if not torch.is_tensor(chunk) or not chunk.is_floating_point():
+            raise ValueError("a chunk must be a floating-point tensor (scale int16 PCM by 1/32768)")
         chunk = chunk[None] if chunk.dim() == 1 else chunk
         if chunk.dim() != 2 or chunk.shape[0] != state["buffer"].shape[0]:
             raise ValueError(
