@@ -219,32 +219,34 @@ def selective_scan(
 
 
 def _scan_from(h0, u, delta, A, B, C, D, z, delta_bias, softplus):
-    """The recurrence from state ``h0``, one step at a time in fp32 (any device).
+    """The recurrence from state ``h0``, one in-place step at a time, in fp32, time-major.
 
     Streaming chunks are short: this loop is 2-3x faster there than a blocked scan plus a
-    correction term (measured 153 vs 380 us at d=128, n=16, L=8 on 2 cores).
+    correction term for the initial state (measured at d=128, n=16, L=8 on 2 cores).
     """
     b, d, L = u.shape
-    if h0.shape != (b, d, A.shape[1]):
-        raise ValueError(f"initial_state must be (b={b}, d={d}, n={A.shape[1]}), got {tuple(h0.shape)}")
+    n = A.shape[1]
+    if h0.shape != (b, d, n):
+        raise ValueError(f"initial_state must be (b={b}, d={d}, n={n}), got {tuple(h0.shape)}")
     with torch.autocast(u.device.type, enabled=False):
         dt = delta.float() if delta_bias is None else delta.float() + delta_bias.float()[:, None]
-        dt = F.softplus(dt) if softplus else dt
-        decay = torch.exp((dt[:, :, None, :] * A.float()[None, :, :, None]).clamp(min=LOG_DECAY_MIN))
-        C4 = (C if C.dim() == 4 else C.unsqueeze(1)).float()
-        B4 = (B if B.dim() == 4 else B.unsqueeze(1)).float()
+        dt = (F.softplus(dt) if softplus else dt).permute(2, 0, 1)  # (L, b, d)
+        C4 = C if C.dim() == 4 else C.unsqueeze(1)
+        B4 = B if B.dim() == 4 else B.unsqueeze(1)
         g = B4.shape[1]
-        x = (dt * u.float()).view(b, g, d // g, 1, L) * B4[:, :, None]  # (b, g, d/g, n, L)
-        h, states = h0.float().view(b, g, d // g, -1), []
-        for a_t, x_t in zip(decay.view(b, g, d // g, -1, L).unbind(-1), x.unbind(-1)):
-            h = torch.addcmul(x_t, a_t, h)
-            states.append(h)
-        y = (torch.stack(states, -1) * C4[:, :, None]).sum(3).reshape(b, d, L)
+        decay = torch.exp((dt[..., None] * A.float()).clamp_(min=LOG_DECAY_MIN)).view(L, b, g, d // g, n)
+        BT = B4.float().permute(3, 0, 1, 2)[:, :, :, None, :]  # (L, b, g, 1, n)
+        h = (dt * u.float().permute(2, 0, 1)).view(L, b, g, d // g, 1) * BT  # inputs, then states
+        h[0].addcmul_(decay[0], h0.float().view(b, g, d // g, n))
+        for t in range(1, L):
+            h[t].addcmul_(decay[t], h[t - 1])
+        CT = C4.float().permute(3, 0, 1, 2)[..., None]  # (L, b, g, n, 1)
+        y = torch.matmul(h, CT).reshape(L, b, d).permute(1, 2, 0)
         if D is not None:
             y = y + D.float()[:, None] * u.float()
         if z is not None:
             y = y * F.silu(z.float())
-    return y.to(u.dtype), h.reshape(b, d, -1)
+    return y.to(u.dtype), h[-1].reshape(b, d, n).clone()
 
 
 def _check_shapes(u, delta, A, B, C, D, z, delta_bias):
