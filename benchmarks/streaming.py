@@ -22,7 +22,7 @@ caches (projected encoder outputs, which never depend on the decoder) are exact.
 
 Usage::
 
-    python benchmarks/streaming.py            # both sizes, 20 s per stream, 1 and 5 min (~10 min)
+    python benchmarks/streaming.py            # both sizes, 20 s per stream, 1 and 5 min (~8 min)
     python benchmarks/streaming.py --quick    # cpu size, 5 s per stream, 1 min only (~1 min)
 """
 
