@@ -230,13 +230,14 @@ def _scan_from(h0, u, delta, A, B, C, D, z, delta_bias, softplus):
         raise ValueError(f"initial_state must be (b={b}, d={d}, n={n}), got {tuple(h0.shape)}")
     with torch.autocast(u.device.type, enabled=False):
         dt = delta.float() if delta_bias is None else delta.float() + delta_bias.float()[:, None]
-        dt = (F.softplus(dt) if softplus else dt).permute(2, 0, 1)  # (L, b, d)
+        dt = (F.softplus(dt) if softplus else dt).permute(2, 0, 1).contiguous()  # (L, b, d)
         C4 = C if C.dim() == 4 else C.unsqueeze(1)
         B4 = B if B.dim() == 4 else B.unsqueeze(1)
         g = B4.shape[1]
         decay = torch.exp((dt[..., None] * A.float()).clamp_(min=LOG_DECAY_MIN)).view(L, b, g, d // g, n)
-        BT = B4.float().permute(3, 0, 1, 2)[:, :, :, None, :]  # (L, b, g, 1, n)
-        h = (dt * u.float().permute(2, 0, 1)).view(L, b, g, d // g, 1) * BT  # inputs, then states
+        BT = B4.float().permute(3, 0, 1, 2).contiguous()[:, :, :, None, :]  # (L, b, g, 1, n)
+        uT = u.float().permute(2, 0, 1).contiguous()
+        h = (dt * uT).view(L, b, g, d // g, 1) * BT  # time-major inputs, then states in place
         h[0].addcmul_(decay[0], h0.float().view(b, g, d // g, n))
         for t in range(1, L):
             h[t].addcmul_(decay[t], h[t - 1])
