@@ -118,6 +118,9 @@ def test_crossmamba_state_is_fixed_in_size_attention_cache_grows_or_is_windowed(
                 trace.append(state_numel(state))
         sizes[name] = trace
     assert len(set(sizes["crossmamba"][1:])) == 1  # after the first chunk fills the input buffer
+    first = model.init_state(label)
+    _, second = model.forward_chunk(_signal(0.1), first)
+    assert first["received"] == 0 and first["frames"] == 0 and second["frames"] == 99
     assert len(set(sizes["window"][20:])) == 1  # once the 200-frame window is full
     growth = np.diff(sizes["unbounded"])
     assert (growth > 0).all() and sizes["unbounded"][-1] > 20 * sizes["unbounded"][10]

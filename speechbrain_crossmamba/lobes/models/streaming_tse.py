@@ -164,9 +164,9 @@ class StreamingExtractor(TargetExtractor):
     def forward_chunk(self, chunk, state):
         """Takes the next samples ``chunk`` [B, l] (or [l]) of the stream.
 
-        Returns (the output samples made final by it, [B, l'], possibly empty; new state).
-        Over a stream, the outputs of :meth:`forward_chunk` then :meth:`flush` concatenate to
-        ``forward`` of the whole signal.
+        Returns (the output samples made final by it, [B, l'], possibly empty; the new state).
+        The state passed in is left as it was. Over a stream, the outputs of
+        :meth:`forward_chunk` then :meth:`flush` concatenate to ``forward`` of the whole signal.
         """
         if not torch.is_tensor(chunk) or not chunk.is_floating_point():
             raise ValueError("a chunk must be a floating-point tensor (scale int16 PCM by 1/32768)")
@@ -177,6 +177,7 @@ class StreamingExtractor(TargetExtractor):
                 f"got shape {tuple(chunk.shape)}"
             )
         check_finite(chunk, "mixture chunk")
+        state = dict(state)  # every entry is replaced, never changed in place
         buffer = torch.cat([state["buffer"], chunk.to(state["buffer"])], dim=1)
         state["received"] += chunk.shape[1]
         m = 0 if buffer.shape[1] < self.kernel else (buffer.shape[1] - self.kernel) // self.stride + 1
@@ -190,7 +191,7 @@ class StreamingExtractor(TargetExtractor):
     def flush(self, state):
         """Ends the stream: pads the last frame with zeros, as ``forward`` does, and returns the
         rest of the output, so that the whole output has the input's length."""
-        total = state["received"]
+        state, total = dict(state), state["received"]
         if total == 0:
             raise ValueError("the mixture stream is empty: no samples were given")
         emitted = state["frames"] * self.stride
