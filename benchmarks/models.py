@@ -18,8 +18,17 @@ the single-path host (1.4x at 8 s, 3x at 32 s) are shown next to its ratios, as 
 The Transformer twin's attention runs PyTorch's ``scaled_dot_product_attention`` (see
 ``nnet/transformer.py``; PyTorch's own encoder layer builds the L x L matrix at inference on CPU).
 
+Part 3 (``--train``): one training step (forward, an MSE loss, backward, an Adam step) of both
+twins at batch ``--batch`` x ``--seconds`` (default 4 x 2 s) at CPU size, min over ``--reps``.
+
+``--backend`` sets the scan and causal-conv backend of every Mamba layer (``cpu``: the fused C++
+kernels, ``torch``: pure PyTorch; default ``auto``); ``--backends cpu torch`` times each, so
+before/after ratios come from one run.
+
 Usage::
 
+    python benchmarks/models.py --size cpu --seconds 8 --backends cpu torch   # 8 s inference
+    python benchmarks/models.py --train --size cpu --backends cpu torch       # training step
     python benchmarks/models.py                      # paper size, 2 8 32 s, both hosts (long)
     python benchmarks/models.py --quick              # CPU size, 1 and 2 s, one rep (~1 min)
     python benchmarks/models.py --hosts singlepath --seconds 2 8 --reps 1
@@ -137,6 +146,9 @@ def measure_case(case):
     torch.set_num_threads(case["threads"])
     torch.manual_seed(0)
     model = load_model(case["size"], case["host"], case["config"], case["clue"]).eval()
+    set_backend(model, case.get("backend", "auto"))
+    if case.get("train"):
+        return dict(case, **measure_train_step(model, case))
     mixture, clue = make_inputs(case["seconds"], case["clue"])
     with torch.inference_mode():
         frames = model.encoder(mixture).shape[-1]
@@ -148,6 +160,39 @@ def measure_case(case):
             model(mixture, clue)
             times.append(1e3 * (time.perf_counter() - t0))
     return dict(case, status="ok", ms=min(times), times_ms=times, frames=frames,
+                rss_mb=_peak_rss_mb(), extra_mb=max(_peak_rss_mb() - base, 0.0))
+
+
+def set_backend(model, backend):
+    """Sets the scan and causal-conv backend of every Mamba mixer in ``model``."""
+    from speechbrain_crossmamba.nnet.mamba import MambaMixer
+
+    for module in model.modules():
+        if isinstance(module, MambaMixer):
+            module.scan_backend = module.conv_backend = backend
+
+
+def measure_train_step(model, case):
+    """Min time of one training step (forward, MSE, backward, Adam) at batch ``case["batch"]``."""
+    model.train()
+    g = torch.Generator().manual_seed(0)
+    b, T = case["batch"], int(case["seconds"] * SAMPLE_RATE)
+    mixture, target = torch.randn(b, T, generator=g), torch.randn(b, T, generator=g)
+    if case["clue"] == "label":
+        clue = torch.zeros(b, dtype=torch.long)
+    else:
+        clue = torch.randn(b, int(ENROLL_SECONDS * SAMPLE_RATE), generator=g)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    base = _rss_mb()
+    times = []
+    for i in range(case["reps"] + 1):  # the first is a warm-up
+        t0 = time.perf_counter()
+        opt.zero_grad()
+        loss = torch.nn.functional.mse_loss(model(mixture, clue), target)
+        loss.backward()
+        opt.step()
+        times.append(1e3 * (time.perf_counter() - t0))
+    return dict(status="ok", ms=min(times[1:]), times_ms=times[1:], frames=None,
                 rss_mb=_peak_rss_mb(), extra_mb=max(_peak_rss_mb() - base, 0.0))
 
 
@@ -176,28 +221,41 @@ def timing_table(args):
     cases, pairs = [], []
     for host in args.hosts:
         for seconds in args.seconds:
-            pair = {}
-            for config in TWINS:
-                case = {"size": args.size, "host": host, "config": config, "clue": args.clue,
-                        "seconds": seconds, "reps": args.reps, "threads": args.threads}
-                r = run_case(case, args.timeout)
-                cases.append(r)
-                pair[config] = r
-                shown = f"{r['ms']:10.1f} ms" if r["status"] == "ok" else f"{r['status']:>13s}"
-                print(f"  {host:10s} {seconds:5g} s  {config:16s} {shown}  "
-                      f"(case wall {r['wall_s']:.0f} s)", flush=True)
-            cm, tr = pair[TWINS[0]], pair[TWINS[1]]
-            ok = cm["status"] == "ok" and tr["status"] == "ok"
-            ratio = tr["ms"] / cm["ms"] if ok else None
-            target = TARGETS.get((host, float(seconds)))
-            row = {"host": host, "seconds": seconds, "frames": cm.get("frames"),
-                   "ratio": ratio, "target": target,
-                   "target_met": None if ratio is None or target is None else ratio >= target}
-            for prefix, r in (("crossmamba", cm), ("transformer", tr)):
-                row.update({f"{prefix}_status": r["status"], f"{prefix}_ms": r.get("ms"),
-                            f"{prefix}_rss_mb": r.get("rss_mb")})
-            pairs.append(row)
+            transformer = None
+            for backend in args.backends:
+                pair = {}
+                for config in TWINS:
+                    if config == TWINS[1] and transformer is not None:
+                        pair[config] = transformer  # no Mamba layer: timed once
+                        continue
+                    case = {"size": args.size, "host": host, "config": config,
+                            "clue": args.clue, "seconds": seconds, "reps": args.reps,
+                            "threads": args.threads, "backend": backend,
+                            "train": args.train, "batch": args.batch}
+                    r = run_case(case, args.timeout)
+                    cases.append(r)
+                    pair[config] = r
+                    shown = f"{r['ms']:10.1f} ms" if r["status"] == "ok" else f"{r['status']:>13s}"
+                    print(f"  {host:10s} {seconds:5g} s  {config:16s} [{backend}] {shown}  "
+                          f"(case wall {r['wall_s']:.0f} s)", flush=True)
+                transformer = pair[TWINS[1]]
+                pairs.append(_pair_row(host, seconds, backend, pair, args.train))
     return cases, pairs
+
+
+def _pair_row(host, seconds, backend, pair, train):
+    """One row of the ratio table: both twins' times and peak RSS, and their ratio."""
+    cm, tr = pair[TWINS[0]], pair[TWINS[1]]
+    ok = cm["status"] == "ok" and tr["status"] == "ok"
+    ratio = tr["ms"] / cm["ms"] if ok else None
+    target = None if train else TARGETS.get((host, float(seconds)))
+    row = {"host": host, "seconds": seconds, "backend": backend, "frames": cm.get("frames"),
+           "ratio": ratio, "target": target,
+           "target_met": None if ratio is None or target is None else ratio >= target}
+    for prefix, r in (("crossmamba", cm), ("transformer", tr)):
+        row.update({f"{prefix}_status": r["status"], f"{prefix}_ms": r.get("ms"),
+                    f"{prefix}_rss_mb": r.get("rss_mb")})
+    return row
 
 
 def _cell(row, prefix, key, fmt):
@@ -209,14 +267,14 @@ def _cell(row, prefix, key, fmt):
 
 def print_ratios(pairs):
     """The markdown table of times, peak RSS and ratios, with the targets where there are any."""
-    print("| host | audio (s) | frames | CrossMamba (ms) | Transformer (ms) | CrossMamba RSS (MB) "
-          "| Transformer RSS (MB) | Transformer / CrossMamba | target | met |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("| host | audio (s) | backend | frames | CrossMamba (ms) | Transformer (ms) "
+          "| CrossMamba RSS (MB) | Transformer RSS (MB) | Transformer / CrossMamba | target | met |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in pairs:
         ratio = "n/a" if r["ratio"] is None else f"{r['ratio']:.2f}x"
         target = "" if r["target"] is None else f"{r['target']:g}x"
         met = {None: "", True: "yes", False: "no"}[r["target_met"]]
-        print(f"| {r['host']} | {r['seconds']:g} | {r['frames'] or ''} "
+        print(f"| {r['host']} | {r['seconds']:g} | {r['backend']} | {r['frames'] or ''} "
               f"| {_cell(r, 'crossmamba', 'ms', '.1f')} | {_cell(r, 'transformer', 'ms', '.1f')} "
               f"| {_cell(r, 'crossmamba', 'rss_mb', '.0f')} "
               f"| {_cell(r, 'transformer', 'rss_mb', '.0f')} | {ratio} | {target} | {met} |")
@@ -237,6 +295,12 @@ def main():
                         help="torch threads in every case (default: the usable cores)")
     parser.add_argument("--timeout", type=float, default=900.0,
                         help="wall-clock limit per case, in seconds")
+    parser.add_argument("--backends", nargs="+", default=["auto"],
+                        choices=["auto", "cpu", "torch"],
+                        help="scan and causal-conv backends of the Mamba layers, each timed")
+    parser.add_argument("--train", action="store_true",
+                        help="time a training step at batch --batch instead of inference")
+    parser.add_argument("--batch", type=int, default=4, help="batch of --train")
     parser.add_argument("--skip-params", action="store_true", help="skip the parameter table")
     parser.add_argument("--out", help="JSON output (default: benchmarks/out/models.json, "
                         "or models_quick.json with --quick)")
@@ -247,6 +311,8 @@ def main():
         return
     if args.quick:
         args.size, args.seconds, args.reps = "cpu", [1.0, 2.0], 1
+    if args.train and not any(a.startswith("--seconds") for a in sys.argv):
+        args.seconds = [2.0]
     if args.out is None:
         args.out = f"benchmarks/out/models{'_quick' if args.quick else ''}.json"
     machine = {"torch": torch.__version__, "threads": args.threads, "cpu_count": os.cpu_count(),
@@ -259,7 +325,8 @@ def main():
     if not args.skip_params:
         print("\n== parameters ==\n")
         params = parameter_table(list(YAMLS), HOSTS)
-    print(f"\n== inference, {args.size} size, batch 1, {args.clue} clue, min of {args.reps} "
+    what = f"training step, batch {args.batch}" if args.train else "inference, batch 1"
+    print(f"\n== {what}, {args.size} size, {args.clue} clue, min of {args.reps} "
           "after one warm-up ==\n")
     t0 = time.perf_counter()
     cases, pairs = timing_table(args)
@@ -272,7 +339,7 @@ def main():
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump({"command": shlex.join([sys.executable, *sys.argv]), "machine": machine,
-                   "size": args.size, "clue": args.clue, "reps": args.reps,
+                   "size": args.size, "clue": args.clue, "reps": args.reps, "train": args.train,
                    "params": params, "cases": cases, "ratios": pairs}, f, indent=1)
     print(f"\nwrote {args.out}")
 

@@ -3,20 +3,22 @@
 Prints tables and writes a JSON file. Every figure is measured in this run; speed-ups are
 ratios against a baseline measured in the same run, since machines are noisy.
 
-Part 1 (scan): forward, and forward+backward, of the ``"torch"`` backend against ``"ref"``
-(float64 loop) at b=1, n=16, d in {256, 512}, L in {250, 1000, 4000}: median time, peak
-extra memory (RSS, measured in a fresh process per case) and max relative error against
-float64. For L <= 1000 it also times a ``naive`` fp32 loop that indexes every step inside
-autograd (the algorithm of mamba-ssm's ``selective_scan_ref``), whose backward is O(L^2).
+Part 1 (scan): forward, and forward+backward, of the fused C++ ``"cpu"`` backend against the
+pure-PyTorch ``"torch"`` backend, n=16, at single-path shapes (b=1, d=256-512, L=250-4000;
+b=4 and b=8 at L=1000-4000) and at the dual-path shapes of the CPU-size models (b=80, d=128,
+L=100 intra-chunk; b=400, d=128, L=20 inter-chunk): median time, peak extra memory (RSS, in a
+fresh process per case) and max relative error of the output and every gradient against the
+float64 ``"ref"`` loop. At b=1, L <= 1000 it also times ``"ref"`` and a ``naive`` fp32 loop
+that indexes every step inside autograd (mamba-ssm's ``selective_scan_ref``), O(L^2) backward.
 
-Part 2 (layer): one bidirectional CrossMamba layer (d_model 256) against one
+Part 2 (layer): one bidirectional CrossMamba layer (d_model 256, each scan backend) against one
 ``torch.nn.MultiheadAttention`` cross-attention layer (8 heads, query length = key length
 = L, ``need_weights=False`` so it runs PyTorch's fused attention) at inference, for L from
 250 to 16,000: median time, ratio, and the log-log slope of time against L above L=1000.
 
 Usage::
 
-    python benchmarks/scan.py                 # full run (~10 min on 2 cores)
+    python benchmarks/scan.py                 # full run (~15 min on 2 cores)
     python benchmarks/scan.py --quick         # small subset (~1 min)
     python benchmarks/scan.py --out results.json
 """
@@ -35,6 +37,11 @@ import torch
 
 from speechbrain_crossmamba.nnet.cross_mamba import BiCrossMambaBlock
 from speechbrain_crossmamba.nnet.selective_scan import selective_scan
+
+
+SHAPES = [(1, 256, 250), (1, 256, 1000), (1, 512, 1000), (1, 512, 2000), (1, 512, 4000),
+          (4, 512, 1000), (8, 128, 4000), (80, 128, 100), (400, 128, 20)]  # (b, d, L)
+QUICK_SHAPES = [(1, 256, 250), (1, 512, 1000), (80, 128, 100)]
 
 
 def scan_inputs(d, L, n=16, b=1, dtype=torch.float32, seed=0):
@@ -95,7 +102,7 @@ def measure_case(case):
     """Runs in a fresh process: time, peak extra memory and error of one scan case."""
     torch.manual_seed(0)
     run_scan(case["backend"], scan_inputs(8, 16), case["train"])  # lazy runtime set-up
-    inputs = scan_inputs(case["d"], case["L"])
+    inputs = scan_inputs(case["d"], case["L"], b=case["b"])
     base = _rss_mb()
     t0 = time.perf_counter()
     y, grads = run_scan(case["backend"], inputs, case["train"])
@@ -106,36 +113,36 @@ def measure_case(case):
         t0 = time.perf_counter()
         run_scan(case["backend"], inputs, case["train"])
         times.append(time.perf_counter() - t0)
-    y64, grads64 = run_scan("ref", scan_inputs(case["d"], case["L"], dtype=torch.float64), case["train"])
+    ref_inputs = scan_inputs(case["d"], case["L"], b=case["b"], dtype=torch.float64)
+    y64, grads64 = run_scan("ref", ref_inputs, case["train"])
     rel = lambda a, b: ((a.double() - b).abs().max() / b.abs().max()).item()  # noqa: E731
     errors = {"y": rel(y, y64)}
     errors.update({f"d{k}": rel(g, grads64[k]) for k, g in grads.items()})
     return dict(case, ms=1e3 * statistics.median(times), peak_mb=max(peak, 0.0), errors=errors)
 
 
-def scan_table(dims, lengths, reps):
+def scan_table(shapes, reps, slow_baselines=True):
     rows = []
     for train in (False, True):
-        for d in dims:
-            for L in lengths:
-                for backend in ("torch", "ref", "naive"):
-                    if backend == "naive" and L > 1000:
-                        continue
-                    case = dict(backend=backend, d=d, L=L, train=train, reps=reps)
-                    if backend != "torch":
-                        case["reps"] = 1 if (L >= 4000 or backend == "naive") else 2
-                    out = subprocess.run(
-                        [sys.executable, __file__, "--case", json.dumps(case)],
-                        capture_output=True, text=True, check=True,
-                    )
-                    rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-                    r = rows[-1]
-                    print(
-                        f"{'fwd+bwd' if train else 'fwd':8s} d={d:<4d} L={L:<5d} {backend:6s}"
-                        f" {r['ms']:10.1f} ms  peak {r['peak_mb']:8.1f} MB"
-                        f"  max rel err {max(r['errors'].values()):.1e}",
-                        flush=True,
-                    )
+        for b, d, L in shapes:
+            for backend in ("cpu", "torch", "ref", "naive"):
+                slow = backend in ("ref", "naive")
+                if slow and not (slow_baselines and b == 1 and L <= 1000):
+                    continue
+                case = dict(backend=backend, b=b, d=d, L=L, train=train,
+                            reps=(1 if backend == "naive" else 2) if slow else reps)
+                out = subprocess.run(
+                    [sys.executable, __file__, "--case", json.dumps(case)],
+                    capture_output=True, text=True, check=True,
+                )
+                rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+                r = rows[-1]
+                print(
+                    f"{'fwd+bwd' if train else 'fwd':8s} b={b:<4d} d={d:<4d} L={L:<5d} "
+                    f"{backend:6s} {r['ms']:10.1f} ms  peak {r['peak_mb']:8.1f} MB"
+                    f"  max rel err {max(r['errors'].values()):.1e}",
+                    flush=True,
+                )
     return rows
 
 
@@ -158,7 +165,7 @@ def slope(lengths, times, above=1000):
     return sum((x - mx) * (y - my) for x, y in pts) / sum((x - mx) ** 2 for x, _ in pts)
 
 
-def layer_table(lengths, reps, d_model=256):
+def layer_table(lengths, reps, d_model=256, backends=("cpu", "torch")):
     torch.manual_seed(0)
     cross_mamba = BiCrossMambaBlock(d_model).eval()
     attention = torch.nn.MultiheadAttention(d_model, 8, batch_first=True).eval()
@@ -166,36 +173,47 @@ def layer_table(lengths, reps, d_model=256):
     for L in lengths:
         x, clue = torch.randn(1, L, d_model), torch.randn(1, L, d_model)
         n = reps if L <= 4000 else max(1, reps // 2)
+        row = dict(L=L)
         with torch.inference_mode():
-            t_cm = _median_ms(lambda: cross_mamba(x, clue), n)
-            t_at = _median_ms(lambda: attention(clue, x, x, need_weights=False), n)
-        rows.append(dict(L=L, crossmamba_ms=t_cm, attention_ms=t_at, speedup=t_at / t_cm))
-        print(f"L={L:<6d} CrossMamba {t_cm:9.1f} ms  attention {t_at:9.1f} ms  "
-              f"attention/CrossMamba {t_at / t_cm:5.2f}x", flush=True)
+            row["attention_ms"] = _median_ms(lambda: attention(clue, x, x, need_weights=False), n)
+            for backend in backends:
+                for block in (cross_mamba.forward_block, cross_mamba.backward_block):
+                    block.mixer.scan_backend = block.mixer.conv_backend = backend
+                t = _median_ms(lambda: cross_mamba(x, clue), n)
+                row[f"crossmamba_{backend}_ms"] = t
+                row[f"speedup_{backend}"] = row["attention_ms"] / t
+        rows.append(row)
+        cells = "  ".join(f"CrossMamba[{b}] {row[f'crossmamba_{b}_ms']:8.1f} ms "
+                          f"({row[f'speedup_{b}']:4.2f}x)" for b in backends)
+        print(f"L={L:<6d} attention {row['attention_ms']:8.1f} ms  {cells}  "
+              "(x: attention / CrossMamba)", flush=True)
     Ls = [r["L"] for r in rows]
-    slopes = {
-        "crossmamba": slope(Ls, [r["crossmamba_ms"] for r in rows]),
-        "attention": slope(Ls, [r["attention_ms"] for r in rows]),
-    }
-    print(f"log-log slope above L=1000: CrossMamba {slopes['crossmamba']:.2f}, "
-          f"attention {slopes['attention']:.2f}")
+    slopes = {"attention": slope(Ls, [r["attention_ms"] for r in rows])}
+    for b in backends:
+        slopes[f"crossmamba_{b}"] = slope(Ls, [r[f"crossmamba_{b}_ms"] for r in rows])
+    print("log-log slope above L=1000: " + ", ".join(f"{k} {v:.2f}" for k, v in slopes.items()))
     return rows, slopes
 
 
 def summary(scan_rows):
-    """Speed-ups of "torch" against "ref" and "naive" at each (pass, d, L), same run."""
-    by = {(r["train"], r["d"], r["L"], r["backend"]): r for r in scan_rows}
+    """Speed-ups of "cpu" against "torch" (and of both against "ref", "naive"), same run."""
+    by = {(r["train"], r["b"], r["d"], r["L"], r["backend"]): r for r in scan_rows}
     out = []
-    for (train, d, L, backend), r in by.items():
-        if backend != "torch":
+    for (train, b, d, L, backend), r in by.items():
+        if backend != "cpu":
             continue
-        row = dict(pass_="fwd+bwd" if train else "fwd", d=d, L=L, torch_ms=r["ms"])
-        for base in ("ref", "naive"):
-            if (train, d, L, base) in by:
-                row[f"vs_{base}"] = by[(train, d, L, base)]["ms"] / r["ms"]
+        row = dict(pass_="fwd+bwd" if train else "fwd", b=b, d=d, L=L, cpu_ms=r["ms"],
+                   cpu_peak_mb=r["peak_mb"])
+        for base in ("torch", "ref", "naive"):
+            if (train, b, d, L, base) in by:
+                row[f"{base}_ms"] = by[(train, b, d, L, base)]["ms"]
+                row[f"cpu_vs_{base}"] = row[f"{base}_ms"] / r["ms"]
+        row["torch_peak_mb"] = by[(train, b, d, L, "torch")]["peak_mb"]
         out.append(row)
-        ratios = "  ".join(f"{k} {v:6.1f}x" for k, v in row.items() if k.startswith("vs_"))
-        print(f"{row['pass_']:8s} d={d:<4d} L={L:<5d} torch {r['ms']:8.1f} ms  {ratios}")
+        ratios = "  ".join(f"{k[4:]} {v:6.1f}x" for k, v in row.items() if k.startswith("cpu_vs"))
+        print(f"| {row['pass_']} | {b} | {d} | {L} | {row['torch_ms']:.1f} | {r['ms']:.1f} "
+              f"| {row['cpu_vs_torch']:.2f}x | {row['torch_peak_mb']:.0f} / {r['peak_mb']:.0f} |"
+              f"  {ratios}")
     return out
 
 
@@ -209,12 +227,15 @@ def main():
     if args.case:
         print(json.dumps(measure_case(json.loads(args.case))))
         return
-    dims, lengths = ([256], [250, 1000]) if args.quick else ([256, 512], [250, 1000, 4000])
+    shapes = QUICK_SHAPES if args.quick else SHAPES
     layer_lengths = [250, 1000, 2000] if args.quick else [250, 1000, 2000, 4000, 8000, 16000]
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
-    print("\n== selective scan, b=1, n=16 ==")
-    scan_rows = scan_table(dims, lengths, args.reps)
-    print("\n== speed-up of 'torch' (ratio of times measured in this run) ==")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{platform.processor() or platform.machine()}, load {os.getloadavg()[0]:.2f}")
+    print("\n== selective scan, n=16 ==")
+    scan_rows = scan_table(shapes, args.reps, slow_baselines=not args.quick)
+    print("\n== 'cpu' against 'torch' (ratio of medians measured in this run) ==")
+    print("| pass | b | d | L | torch (ms) | cpu (ms) | torch / cpu | peak MB torch / cpu |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     ratios = summary(scan_rows)
     print("\n== one bidirectional CrossMamba layer vs cross-attention, d_model=256, inference ==")
     layer_rows, slopes = layer_table(layer_lengths, args.reps)

@@ -21,6 +21,7 @@ Authors
 
 import logging
 import os
+import shutil
 import time
 
 import speechbrain as sb
@@ -34,6 +35,45 @@ from speechbrain_crossmamba.evaluation import save_example, si_snr, utterance_me
 from speechbrain_crossmamba.export import export_pretrained
 
 logger = logging.getLogger(__name__)
+
+
+class Checkpointer(sb.utils.checkpoints.Checkpointer):
+    """SpeechBrain's ``Checkpointer``, safe against a kill in the middle of a save.
+
+    SpeechBrain writes a checkpoint's meta file first and its parameter files after it, so a
+    process killed while saving leaves a checkpoint that looks complete and then fails to load
+    (``EOFError`` from ``torch.load``). This one writes a ``COMPLETE`` marker after the last
+    file, and ignores (and removes) checkpoints without it: a kill loses at most the
+    checkpoint interval.
+
+    Example
+    -------
+    >>> import tempfile, torch
+    >>> layer = torch.nn.Linear(2, 2)
+    >>> ckpt = Checkpointer(tempfile.mkdtemp(), {"layer": layer})
+    >>> saved = ckpt.save_checkpoint()
+    >>> os.remove(os.path.join(saved.path, Checkpointer.MARKER))  # as if killed mid-save
+    >>> ckpt.list_checkpoints()
+    []
+    """
+
+    MARKER = "COMPLETE"
+
+    def save_checkpoint(self, *args, **kwargs):
+        saved = super().save_checkpoint(*args, **kwargs)
+        if saved is not None:
+            open(os.path.join(saved.path, self.MARKER), "w").close()
+        return saved
+
+    def list_checkpoints(self):
+        checkpoints, complete = super().list_checkpoints(), []
+        for ckpt in checkpoints:
+            if os.path.exists(os.path.join(ckpt.path, self.MARKER)):
+                complete.append(ckpt)
+            elif if_main_process():
+                logger.warning("Removing the incomplete checkpoint %s (killed mid-save)", ckpt.path)
+                shutil.rmtree(ckpt.path, ignore_errors=True)
+        return complete
 
 
 class TSEBrain(sb.Brain):

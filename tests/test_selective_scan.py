@@ -1,4 +1,4 @@
-"""The "torch" scan against the float64 "ref" loop, backend selection, and numerical safety."""
+"""The "torch" and "cpu" scans against the float64 "ref" loop, backend selection, numerical safety."""
 
 import pytest
 import torch
@@ -50,8 +50,11 @@ def _rel(a, b):
     return ((a.double() - b.double()).abs().max() / scale).item()
 
 
-def _assert_matches_ref(inputs, softplus=True):
-    y, last, grads = _run("torch", inputs, softplus)
+BACKENDS = ["torch", "cpu"]
+
+
+def _assert_matches_ref(inputs, softplus=True, backend="torch"):
+    y, last, grads = _run(backend, inputs, softplus)
     y_ref, last_ref, grads_ref = _run("ref", inputs, softplus)
     assert y.dtype == y_ref.dtype == torch.float32
     assert _rel(y, y_ref) < 1e-4
@@ -61,18 +64,21 @@ def _assert_matches_ref(inputs, softplus=True):
         assert _rel(grad, grads_ref[name]) < 1e-3, name
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("L", [1, 7, 250, 1000, 1100])
 @pytest.mark.parametrize("groups", [None, 2])
-def test_torch_matches_ref_over_lengths(L, groups):
-    _assert_matches_ref(_inputs(2, 8, 4, L, groups=groups))
+def test_backend_matches_ref_over_lengths(L, groups, backend):
+    _assert_matches_ref(_inputs(2, 8, 4, L, groups=groups), backend=backend)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize(
     "D, z, bias, softplus",
     [(False, False, False, False), (True, False, False, True), (False, True, True, False)],
 )
-def test_torch_matches_ref_with_and_without_options(D, z, bias, softplus):
-    _assert_matches_ref(_inputs(2, 8, 4, 300, D=D, z=z, bias=bias), softplus=softplus)
+def test_backend_matches_ref_with_and_without_options(D, z, bias, softplus, backend):
+    inputs = _inputs(2, 8, 4, 300, D=D, z=z, bias=bias)
+    _assert_matches_ref(inputs, softplus=softplus, backend=backend)
 
 
 @pytest.mark.parametrize(
@@ -109,7 +115,8 @@ def test_hidden_attention_reproduces_the_scan():
     torch.testing.assert_close(y_attn.float(), y, rtol=1e-5, atol=1e-5)
 
 
-def test_training_memory_is_linear_in_state_free_size():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_training_memory_is_linear_in_state_free_size(backend):
     """Saved activations are O(b·d·L), far below the O(b·d·n·L) of storing every state."""
     b, d, n, L = 1, 64, 64, 4096
     inp = _inputs(b, d, n, L)
@@ -120,26 +127,28 @@ def test_training_memory_is_linear_in_state_free_size():
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        selective_scan(**inp, delta_softplus=True, backend="torch")
+        selective_scan(**inp, delta_softplus=True, backend=backend)
     all_states = b * d * n * L * 4
     assert sum(saved) < all_states / 4
 
 
-def test_long_sequence_large_delta_is_finite():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_long_sequence_large_delta_is_finite(backend):
     b, d, n, L = 1, 4, 4, 65536
     inp = _inputs(b, d, n, L, bias=False)
     inp["delta"] = (60 + 10 * torch.rand(b, d, L)).requires_grad_()
-    y, last, grads = _run("torch", inp, softplus=True)
+    y, last, grads = _run(backend, inp, softplus=True)
     assert torch.isfinite(y).all() and torch.isfinite(last).all()
     assert all(torch.isfinite(g).all() for g in grads.values())
 
 
-def test_bf16_autocast_keeps_fp32_state_and_finite_output():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bf16_autocast_keeps_fp32_state_and_finite_output(backend):
     inp = _inputs(2, 16, 4, 2000)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         u = inp["u"].bfloat16()
         y, last = selective_scan(
-            **dict(inp, u=u), delta_softplus=True, return_last_state=True
+            **dict(inp, u=u), delta_softplus=True, return_last_state=True, backend=backend
         )
     assert y.dtype == torch.bfloat16 and last.dtype == torch.float32
     assert torch.isfinite(y).all()
@@ -147,8 +156,8 @@ def test_bf16_autocast_keeps_fp32_state_and_finite_output():
     assert _rel(y.float(), ref) < 2e-2  # only the bf16 rounding of u and y
 
 
-def test_auto_resolves_to_torch_on_cpu():
-    assert resolve_backend("auto", torch.device("cpu")) == "torch"
+def test_auto_resolves_to_the_cpu_kernel_on_cpu():
+    assert resolve_backend("auto", torch.device("cpu")) == "cpu"
 
 
 def test_cuda_backend_on_cpu_tensors_is_a_clear_error():
@@ -201,13 +210,14 @@ def test_bad_shapes_raise_one_line_errors(override, message):
         selective_scan(**inp)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("L", [1, 40])
-def test_inputs_are_not_modified(L):
+def test_inputs_are_not_modified(L, backend):
     """Time-major views can alias the caller's tensors (b=1, channel-last memory, L=1)."""
     inp = _inputs(1, 8, 4, L)
     inp["delta"] = torch.randn(1, L, 8).transpose(1, 2).requires_grad_()
     before = {k: v.detach().clone() for k, v in inp.items() if v is not None}
-    _run("torch", inp, softplus=True)
+    _run(backend, inp, softplus=True)
     for k, v in before.items():
         assert torch.equal(inp[k].detach(), v), k
 

@@ -3,6 +3,7 @@
 import csv
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -202,6 +203,31 @@ def test_sigkill_mid_epoch_then_rerun_resumes(tmp_path, data):
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert "Loading a checkpoint from" in rerun.stdout + rerun.stderr
     assert os.path.isfile(os.path.join(out, "test_results.csv"))
+
+
+def test_checkpoint_cut_short_by_a_kill_is_skipped_on_resume(tmp_path, data):
+    """A newest checkpoint whose save was interrupted (a truncated file, no marker) is removed,
+    and the run resumes from the complete one before it."""
+    out = str(tmp_path / "run")
+    args = tiny_args(out, data, epochs=2, extra=["--ckpt_interval_minutes=0"])
+    main(args[:3] + ["--number_of_epochs=1"] + args[4:])
+    save = os.path.join(out, "save")
+    (good,) = [n for n in os.listdir(save) if n.startswith("CKPT")]
+    broken = os.path.join(save, good + "-later")
+    shutil.copytree(os.path.join(save, good), broken)
+    os.remove(os.path.join(broken, "COMPLETE"))
+    meta = os.path.join(broken, "CKPT.yaml")
+    text = open(meta).read()
+    stamp = re.search(r"unixtime: ([0-9.]+)", text).group(1)
+    open(meta, "w").write(text.replace(stamp, str(float(stamp) + 60)))  # the newest one
+    for name in os.listdir(broken):
+        if name.endswith(".ckpt") and name != "brain.ckpt":
+            with open(os.path.join(broken, name), "r+b") as f:
+                f.truncate(10)
+    main(args)  # two epochs: resumes after the first
+    assert not os.path.exists(broken)
+    log = open(os.path.join(out, "train_log.txt")).read()
+    assert log.count("epoch: 1,") == 1 and log.count("epoch: 2,") == 1
 
 
 def test_label_task_one_tiny_epoch(tmp_path):

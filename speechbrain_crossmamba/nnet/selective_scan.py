@@ -11,9 +11,12 @@
 Backends:
 
 * ``"cuda"``: mamba-ssm's fused kernel (only when it imports and the tensors are on CUDA);
+* ``"cpu"``: our fused C++ kernel (``csrc/selective_scan.cpp``), forward and backward, built
+  on first use and cached (CPU tensors; see :mod:`._cpu_kernels`);
 * ``"torch"``: our time-blocked pure-PyTorch scan with an analytic backward (CPU and GPU);
 * ``"ref"``: a plain sequential loop in float64, the oracle for tests;
-* ``"auto"``: ``"cuda"`` when usable, else ``"torch"``.
+* ``"auto"``: ``"cuda"`` when usable, else ``"cpu"`` for CPU tensors when the kernel builds
+  (if it cannot be built, a warning names the reason once), else ``"torch"``.
 
 The default backend can be forced with the environment variable
 ``SB_CROSSMAMBA_SCAN_BACKEND`` or with :func:`set_default_backend`.
@@ -29,9 +32,11 @@ import os
 import torch
 import torch.nn.functional as F
 
+from speechbrain_crossmamba.nnet._cpu_kernels import cpu_kernels, cpu_kernels_error
+from speechbrain_crossmamba.nnet._scan_cpu import scan_cpu
 from speechbrain_crossmamba.nnet._scan_torch import LOG_DECAY_MIN, scan_torch
 
-BACKENDS = ("auto", "cuda", "torch", "ref")
+BACKENDS = ("auto", "cuda", "cpu", "torch", "ref")
 ENV_VAR = "SB_CROSSMAMBA_SCAN_BACKEND"
 _default_backend = None
 
@@ -42,7 +47,7 @@ def set_default_backend(backend):
     Arguments
     ---------
     backend : str or None
-        One of ``"auto"``, ``"cuda"``, ``"torch"``, ``"ref"``; ``None`` restores the default
+        One of ``"auto"``, ``"cuda"``, ``"cpu"``, ``"torch"``, ``"ref"``; ``None`` restores the default
         (the environment variable ``SB_CROSSMAMBA_SCAN_BACKEND``, else ``"auto"``).
 
     Example
@@ -96,19 +101,27 @@ def _mamba_ssm_scan():
 
 
 def resolve_backend(backend, device):
-    """Returns the concrete backend (``"cuda"``, ``"torch"`` or ``"ref"``) for tensors on ``device``.
+    """Returns the concrete backend (``"cuda"``, ``"cpu"``, ``"torch"`` or ``"ref"``) for ``device``.
 
     Example
     -------
-    >>> resolve_backend("auto", torch.device("cpu"))
-    'torch'
+    >>> resolve_backend("auto", torch.device("cpu")) in ("cpu", "torch")  # "torch" if no compiler
+    True
     """
     backend = _check_name(backend)
     if backend == "auto":
         backend = get_default_backend()
     if backend == "auto":
-        usable = device.type == "cuda" and _mamba_ssm_scan() is not None
-        return "cuda" if usable else "torch"
+        if device.type == "cuda" and _mamba_ssm_scan() is not None:
+            return "cuda"
+        return "cpu" if device.type == "cpu" and cpu_kernels() is not None else "torch"
+    if backend == "cpu":
+        if device.type != "cpu":
+            raise RuntimeError(f"selective-scan backend 'cpu' needs CPU tensors, got {device.type}")
+        if cpu_kernels() is None:
+            raise RuntimeError(
+                f"selective-scan backend 'cpu' is unavailable: {cpu_kernels_error()}"
+            )
     if backend == "cuda":
         if device.type != "cuda":
             raise RuntimeError(
@@ -161,12 +174,13 @@ def selective_scan(
     return_last_state : bool
         Also return the last state h_L, shape (b, d, n) (fp32).
     backend : str
-        ``"auto"``, ``"cuda"``, ``"torch"`` or ``"ref"``.
+        ``"auto"``, ``"cuda"``, ``"cpu"``, ``"torch"`` or ``"ref"``.
     initial_state : torch.Tensor, optional
         State h_0 (b, d, n) to start from instead of zero: scanning a sequence in consecutive
-        chunks, each from the last state of the one before, gives the scan of the whole. It
-        runs the recurrence step by step (whatever ``backend``), with an O(b·d·n·L) buffer:
-        it is meant for streaming chunks.
+        chunks, each from the last state of the one before, gives the scan of the whole. The
+        ``"cpu"`` kernel takes it natively (with its gradient); the other backends run the
+        recurrence step by step, with an O(b·d·n·L) buffer: that path is meant for short
+        streaming chunks.
 
     Returns
     -------
@@ -195,11 +209,13 @@ def selective_scan(
     True
     """
     _check_shapes(u, delta, A, B, C, D, z, delta_bias)
-    if initial_state is not None:
-        args = (u, delta, A, B, C, D, z, delta_bias, delta_softplus)
-        y, last = _scan_from(initial_state, *args)
-        return (y, last) if return_last_state else y
     backend = resolve_backend(backend, u.device)
+    if initial_state is not None:
+        _check_state(initial_state, u, A)
+        if backend != "cpu":
+            args = (u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+            y, last = _scan_from(initial_state, *args)
+            return (y, last) if return_last_state else y
     if backend == "cuda":
         return _scan_cuda(
             u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state
@@ -210,6 +226,9 @@ def selective_scan(
     with torch.autocast(u.device.type, enabled=False):
         if backend == "ref":
             y, last = _scan_ref(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus)
+        elif backend == "cpu":
+            args = (u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, initial_state)
+            y, last = scan_cpu(*args)
         else:
             f32 = lambda t: None if t is None else t.float()  # noqa: E731
             args = (u, delta, A, B4, C4, D, z, delta_bias)
@@ -226,8 +245,6 @@ def _scan_from(h0, u, delta, A, B, C, D, z, delta_bias, softplus):
     """
     b, d, L = u.shape
     n = A.shape[1]
-    if h0.shape != (b, d, n):
-        raise ValueError(f"initial_state must be (b={b}, d={d}, n={n}), got {tuple(h0.shape)}")
     with torch.autocast(u.device.type, enabled=False):
         dt = delta.float() if delta_bias is None else delta.float() + delta_bias.float()[:, None]
         dt = (F.softplus(dt) if softplus else dt).permute(2, 0, 1).contiguous()  # (L, b, d)
@@ -248,6 +265,12 @@ def _scan_from(h0, u, delta, A, B, C, D, z, delta_bias, softplus):
         if z is not None:
             y = y * F.silu(z.float())
     return y.to(u.dtype), h[-1].reshape(b, d, n).clone()
+
+
+def _check_state(h0, u, A):
+    b, d, n = u.shape[0], u.shape[1], A.shape[1]
+    if h0.shape != (b, d, n):
+        raise ValueError(f"initial_state must be (b={b}, d={d}, n={n}), got {tuple(h0.shape)}")
 
 
 def _check_shapes(u, delta, A, B, C, D, z, delta_bias):

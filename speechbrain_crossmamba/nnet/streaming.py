@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from speechbrain.nnet.attention import PositionalwiseFeedForward
 
 from speechbrain_crossmamba.nnet.cross_mamba import CrossMambaMixer
-from speechbrain_crossmamba.nnet.mamba import depthwise_conv
+from speechbrain_crossmamba.nnet.causal_conv import depthwise_conv
 
 
 def state_numel(state):

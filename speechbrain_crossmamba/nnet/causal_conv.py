@@ -1,0 +1,160 @@
+"""The causal depthwise convolution of a Mamba layer, with one entry point and named backends.
+
+``causal_conv1d(x, weight, bias, activation="silu")`` has the semantics of mamba-ssm's
+companion package ``causal_conv1d_fn``: ``x`` (B, D, L), ``weight`` (D, k), left padding of
+``k - 1`` frames (or the given ``history``), output (B, D, L).
+
+Backends:
+
+* ``"cuda"``: causal-conv1d's kernel (only when it imports, the tensors are on CUDA and no
+  history is given);
+* ``"cpu"``: our fused C++ kernel (``csrc/causal_conv.cpp``), forward and backward, with
+  the SiLU fused (CPU tensors);
+* ``"torch"``: ``conv1d`` and ``silu`` (or shifted products when a history is given);
+* ``"auto"``: ``"cuda"``, then ``"cpu"``, then ``"torch"``, whichever is usable.
+
+Authors
+ * speechbrain-crossmamba contributors
+"""
+
+import torch
+import torch.nn.functional as F
+
+from speechbrain_crossmamba.nnet._cpu_kernels import cpu_kernels, cpu_kernels_error
+from speechbrain_crossmamba.nnet.selective_scan import optional_cuda_op
+
+CONV_BACKENDS = ("auto", "cuda", "cpu", "torch")
+ACTIVATIONS = (None, "silu")
+
+
+def depthwise_conv(x, weight, bias=None, dilation=1):
+    """A depthwise conv without padding, as a sum of shifted products: ``[B, C, T] -> [B, C, T - P]``.
+
+    ``P = (k - 1) · dilation`` for a weight [C, k]. On the short inputs of streaming chunks it
+    is 2-4x faster on CPU than ``conv1d`` (measured 19 vs 76 us at C=64, k=3, 8 frames).
+
+    Example
+    -------
+    >>> conv = torch.nn.Conv1d(4, 4, 3, dilation=2, groups=4)
+    >>> x = torch.randn(2, 4, 20)
+    >>> torch.allclose(depthwise_conv(x, conv.weight[:, 0], conv.bias, 2), conv(x), atol=1e-6)
+    True
+    """
+    k = weight.shape[1]
+    length = x.shape[-1] - (k - 1) * dilation
+    y = x[..., :length] * weight[:, 0, None]
+    for j in range(1, k):
+        y = y.addcmul(weight[:, j, None], x[..., j * dilation : j * dilation + length])
+    return y if bias is None else y + bias[:, None]
+
+
+def resolve_conv_backend(backend, device, history=False):
+    """Returns the concrete backend (``"cuda"``, ``"cpu"`` or ``"torch"``) of :func:`causal_conv1d`.
+
+    Example
+    -------
+    >>> resolve_conv_backend("torch", torch.device("cpu"))
+    'torch'
+    """
+    if backend not in CONV_BACKENDS:
+        raise ValueError(f"unknown causal-conv backend {backend!r}; choose one of {CONV_BACKENDS}")
+    cuda_ok = device.type == "cuda" and not history and _cuda_conv() is not None
+    if backend == "auto":
+        if cuda_ok:
+            return "cuda"
+        return "cpu" if device.type == "cpu" and cpu_kernels() is not None else "torch"
+    if backend == "cuda" and not cuda_ok:
+        raise RuntimeError(
+            "causal-conv backend 'cuda' needs CUDA tensors, no history, and causal-conv1d: "
+            "pip install 'speechbrain-crossmamba[cuda]'"
+        )
+    if backend == "cpu":
+        if device.type != "cpu":
+            raise RuntimeError(f"causal-conv backend 'cpu' needs CPU tensors, got {device.type}")
+        if cpu_kernels() is None:
+            raise RuntimeError(f"causal-conv backend 'cpu' is unavailable: {cpu_kernels_error()}")
+    return backend
+
+
+def _cuda_conv():
+    return optional_cuda_op("causal_conv1d", "causal_conv1d_fn")
+
+
+def causal_conv1d(x, weight, bias=None, activation=None, history=None, backend="auto"):
+    """Causal depthwise conv over time: ``x`` (B, D, L) -> (B, D, L).
+
+    Arguments
+    ---------
+    x : torch.Tensor
+        Input (B, D, L).
+    weight : torch.Tensor
+        Kernel (D, k).
+    bias : torch.Tensor, optional
+        Bias (D,).
+    activation : str or None
+        ``"silu"`` applies SiLU to the output (fused on ``"cpu"`` and ``"cuda"``).
+    history : torch.Tensor, optional
+        The previous ``k - 1`` input frames (B, D, k - 1), when streaming; zeros if None.
+    backend : str
+        ``"auto"``, ``"cuda"``, ``"cpu"`` or ``"torch"``.
+
+    Returns
+    -------
+    torch.Tensor
+        (B, D, L), dtype of ``x``.
+
+    Example
+    -------
+    >>> conv = torch.nn.Conv1d(8, 8, 4, groups=8, padding=3)
+    >>> x = torch.randn(2, 8, 30)
+    >>> y = causal_conv1d(x, conv.weight[:, 0], conv.bias, activation="silu")
+    >>> ref = torch.nn.functional.silu(conv(x)[..., :30])
+    >>> torch.allclose(y, ref, atol=1e-5)
+    True
+    >>> a = causal_conv1d(x[..., :10], conv.weight[:, 0], conv.bias)
+    >>> b = causal_conv1d(x[..., 10:], conv.weight[:, 0], conv.bias, history=x[..., 7:10])
+    >>> torch.allclose(torch.cat([a, b], -1), conv(x)[..., :30], atol=1e-5)
+    True
+    """
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+    if x.dim() != 3 or weight.dim() != 2 or weight.shape[0] != x.shape[1]:
+        raise ValueError(
+            f"x must be (B, D, L) and weight (D, k), got {tuple(x.shape)} and {tuple(weight.shape)}"
+        )
+    k = weight.shape[1]
+    if history is not None and history.shape != (x.shape[0], x.shape[1], k - 1):
+        raise ValueError(f"history must be (B, D, k - 1 = {k - 1}), got {tuple(history.shape)}")
+    backend = resolve_conv_backend(backend, x.device, history is not None)
+    silu = activation == "silu"
+    if backend == "cuda":
+        return _cuda_conv()(x.contiguous(), weight.contiguous(), bias, activation=activation)
+    if backend == "cpu":
+        f32 = lambda t: None if t is None else t.float().contiguous()  # noqa: E731
+        with torch.autocast("cpu", enabled=False):
+            y = CausalConv1dCPU.apply(f32(x), f32(weight), f32(bias), f32(history), silu)
+        return y.to(x.dtype)
+    if history is None:
+        y = F.conv1d(x, weight[:, None], bias, padding=k - 1, groups=x.shape[1])[..., : x.shape[-1]]
+    else:
+        y = depthwise_conv(torch.cat([history.to(x.dtype), x], dim=-1), weight, bias)
+    return F.silu(y) if silu else y
+
+
+class CausalConv1dCPU(torch.autograd.Function):
+    """The fused C++ causal depthwise conv (fp32), with gradients for x, weight, bias, history."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, history, silu):
+        ctx.save_for_backward(x, weight, bias, history)
+        ctx.silu = silu
+        return cpu_kernels().conv_fwd(x, weight, bias, history, silu)[0]
+
+    @staticmethod
+    def backward(ctx, dout):
+        x, weight, bias, history = ctx.saved_tensors
+        dx, dw_rows, db_rows, dhist = cpu_kernels().conv_bwd(
+            x, weight, bias, history, ctx.silu, dout.float().contiguous()
+        )
+        db = None if bias is None else db_rows.sum(0)
+        return dx, dw_rows.sum(0), db, None if history is None else dhist, None
