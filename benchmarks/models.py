@@ -58,7 +58,7 @@ SAMPLE_RATE = 8000
 ENROLL_SECONDS = 2.0
 
 
-def load_model(size, host, config, clue="enrollment"):
+def load_model(size, host, config, clue="enrollment", overrides=""):
     """Builds one extractor from the model YAML with plain-string choice lines.
 
     Parameters
@@ -71,6 +71,8 @@ def load_model(size, host, config, clue="enrollment"):
         A key of ``CONFIGS``.
     clue : str
         ``"enrollment"`` or ``"label"``.
+    overrides : str
+        More YAML override lines, e.g. ``"kernel_size: 32"`` (the training YAMLs' frames).
 
     Returns
     -------
@@ -79,7 +81,7 @@ def load_model(size, host, config, clue="enrollment"):
     """
     block, fusion = CONFIGS[config]
     overrides = (f"host: {host}\nblock_variant: {block}\nfusion_variant: {fusion}\n"
-                 f"clue_variant: {clue}")
+                 f"clue_variant: {clue}\n{overrides}")
     with open(os.path.join(ROOT, YAMLS[size])) as f:
         return load_hyperpyyaml(f, overrides)["extractor"]
 
@@ -145,7 +147,8 @@ def measure_case(case):
     """
     torch.set_num_threads(case["threads"])
     torch.manual_seed(0)
-    model = load_model(case["size"], case["host"], case["config"], case["clue"]).eval()
+    model = load_model(case["size"], case["host"], case["config"], case["clue"],
+                       case.get("overrides", "")).eval()
     set_backend(model, case.get("backend", "auto"))
     if case.get("train"):
         return dict(case, **measure_train_step(model, case))
@@ -231,7 +234,8 @@ def timing_table(args):
                     case = {"size": args.size, "host": host, "config": config,
                             "clue": args.clue, "seconds": seconds, "reps": args.reps,
                             "threads": args.threads, "backend": backend,
-                            "train": args.train, "batch": args.batch}
+                            "train": args.train, "batch": args.batch,
+                            "overrides": args.overrides}
                     r = run_case(case, args.timeout)
                     cases.append(r)
                     pair[config] = r
@@ -301,6 +305,8 @@ def main():
     parser.add_argument("--train", action="store_true",
                         help="time a training step at batch --batch instead of inference")
     parser.add_argument("--batch", type=int, default=4, help="batch of --train")
+    parser.add_argument("--overrides", default="",
+                        help='model YAML overrides, e.g. "kernel_size: 32" (hparams/*_tse.yaml)')
     parser.add_argument("--skip-params", action="store_true", help="skip the parameter table")
     parser.add_argument("--out", help="JSON output (default: benchmarks/out/models.json, "
                         "or models_quick.json with --quick)")

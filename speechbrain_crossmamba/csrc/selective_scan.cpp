@@ -16,14 +16,34 @@
 #include <ATen/Parallel.h>
 
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 namespace {
 
 constexpr float kLogDecayMin = -80.0f;  // as LOG_DECAY_MIN in the torch backend
 
-inline float softplus(float x) { return x > 20.0f ? x : std::log1p(std::exp(x)); }
-inline float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+// exp(x) for x in [-87, 88] (clamped), inline so that loops calling it vectorise without a
+// function call (a vector call spills every register). Cephes' expf: range reduction by
+// ln 2 in two parts and a degree-5 polynomial, about 1 ulp.
+#pragma omp declare simd notinbranch
+inline float fast_exp(float x) {
+  x = std::fmin(std::fmax(x, -87.0f), 88.0f);
+  const float n = std::floor(x * 1.44269504088896341f + 0.5f);
+  const float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof(scale));
+  return p * scale;
+}
+
 
 struct Args {
   const float *u, *delta, *A, *B, *C, *D, *z, *bias, *h0;
@@ -31,18 +51,29 @@ struct Args {
   int64_t b, d, L, n, g;
   const float* Brow(int64_t bi, int64_t di) const { return B + ((bi * g + di / (d / g)) * L) * n; }
   const float* Crow(int64_t bi, int64_t di) const { return C + ((bi * g + di / (d / g)) * L) * n; }
-  float step(const float* drow, int64_t di, int64_t t) const {
-    float dt = drow[t] + (bias ? bias[di] : 0.0f);
-    return softplus ? ::softplus(dt) : dt;
+  // The step sizes of row r, Δ' = softplus(Δ + bias), in one vectorised pass over time.
+  void steps(int64_t r, float* dts) const {
+    const float *drow = delta + r * L, b0 = bias ? bias[r % d] : 0.0f;
+    if (softplus) {
+#pragma omp simd
+      for (int64_t t = 0; t < L; ++t) {
+        const float x = drow[t] + b0;
+        dts[t] = x > 20.0f ? x : std::log1p(std::exp(x));
+      }
+    } else {
+#pragma omp simd
+      for (int64_t t = 0; t < L; ++t) dts[t] = drow[t] + b0;
+    }
   }
 };
 
-// Forward of one row. NC > 0 fixes n at compile time (registers, full unrolling).
-// If H is given, the states h_t are written there (L·n), and the pre-gate outputs to Y.
-template <int NC>
-void forward_row(const Args& a, int64_t r, float* out, float* last, float* H, float* dts, float* Y) {
+// The recurrence of one row, from its step sizes: Y[t] = C_t·h_t + D·u_t (before the gate).
+// NC > 0 fixes n at compile time (registers, full unrolling). If H is given, the states h_t
+// are written there (L·n), and the decays to E; if last is given, the final state.
+template <int NC, bool STORE>
+void scan_row(const Args& a, int64_t r, const float* dts, float* Y, float* H, float* E, float* last) {
   const int64_t n = NC > 0 ? NC : a.n, L = a.L, bi = r / a.d, di = r % a.d;
-  const float *u = a.u + r * L, *drow = a.delta + r * L, *z = a.z ? a.z + r * L : nullptr;
+  const float* u = a.u + r * L;
   const float *Bp = a.Brow(bi, di), *Cp = a.Crow(bi, di), *Ad = a.A + di * n;
   const float Dv = a.D ? a.D[di] : 0.0f;
   float h[NC > 0 ? NC : 256];
@@ -52,25 +83,35 @@ void forward_row(const Args& a, int64_t r, float* out, float* last, float* H, fl
     Av[k] = Ad[k];
   }
   for (int64_t t = 0; t < L; ++t) {
-    const float dt = a.step(drow, di, t), du = dt * u[t];
+    const float dt = dts[t], du = dt * u[t];
     const float *Bt = Bp + t * n, *Ct = Cp + t * n;
     float y = 0.0f;
 #pragma omp simd reduction(+ : y)
     for (int64_t k = 0; k < n; ++k) {
-      const float decay = std::exp(std::fmax(dt * Av[k], kLogDecayMin));
+      const float decay = fast_exp(std::fmax(dt * Av[k], kLogDecayMin));
       h[k] = decay * h[k] + du * Bt[k];
       y += h[k] * Ct[k];
+      if (STORE) {
+        H[t * n + k] = h[k];
+        E[t * n + k] = decay;
+      }
     }
-    if (H) {
-      for (int64_t k = 0; k < n; ++k) H[t * n + k] = h[k];
-      dts[t] = dt;
-    }
-    y += Dv * u[t];
-    if (Y) Y[t] = y;
-    if (out) out[r * L + t] = z ? y * z[t] * sigmoid(z[t]) : y;
+    Y[t] = y + Dv * u[t];
   }
   if (last)
     for (int64_t k = 0; k < n; ++k) last[r * n + k] = h[k];
+}
+
+template <int NC>
+void forward_row(const Args& a, int64_t r, float* out, float* last, float* dts) {
+  a.steps(r, dts);
+  float* y = out + r * a.L;
+  scan_row<NC, false>(a, r, dts, y, nullptr, nullptr, last);
+  if (a.z) {
+    const float* z = a.z + r * a.L;
+#pragma omp simd
+    for (int64_t t = 0; t < a.L; ++t) y[t] *= z[t] / (1.0f + fast_exp(-z[t]));
+  }
 }
 
 struct Grads {
@@ -80,16 +121,34 @@ struct Grads {
   float *dB_part, *dC_part;               // per-chunk partials: (chunks, b, g, L, n)
 };
 
+struct Work {  // thread-local buffers of one row
+  std::vector<float> H, E, dts, Y, dy;
+  explicit Work(const Args& a) : H(a.L * a.n), E(a.L * a.n), dts(a.L), Y(a.L), dy(a.L) {}
+};
+
 template <int NC>
-void backward_row(const Args& a, const Grads& gr, int64_t r, int64_t chunk, float* H, float* dts, float* Y) {
+void backward_row(const Args& a, const Grads& gr, int64_t r, int64_t chunk, Work& w) {
   const int64_t n = NC > 0 ? NC : a.n, L = a.L, bi = r / a.d, di = r % a.d;
-  forward_row<NC>(a, r, nullptr, nullptr, H, dts, a.z ? Y : nullptr);
-  const float *u = a.u + r * L, *drow = a.delta + r * L, *z = a.z ? a.z + r * L : nullptr;
+  float *H = w.H.data(), *E = w.E.data(), *dts = w.dts.data(), *Y = w.Y.data(), *dys = w.dy.data();
+  a.steps(r, dts);
+  scan_row<NC, true>(a, r, dts, Y, H, E, nullptr);
+  const float *u = a.u + r * L, *dout = gr.dout + r * L, *h0 = a.h0 ? a.h0 + r * n : nullptr;
+  if (a.z) {  // out = Y·silu(z): dY = dout·silu(z), dz = dout·Y·silu'(z)
+    const float* z = a.z + r * L;
+    float* dz = gr.dz + r * L;
+#pragma omp simd
+    for (int64_t t = 0; t < L; ++t) {
+      const float s = 1.0f / (1.0f + fast_exp(-z[t]));
+      dz[t] = dout[t] * Y[t] * s * (1.0f + z[t] * (1.0f - s));
+      dys[t] = dout[t] * z[t] * s;
+    }
+  } else {
+    for (int64_t t = 0; t < L; ++t) dys[t] = dout[t];
+  }
   const float *Bp = a.Brow(bi, di), *Cp = a.Crow(bi, di), *Ad = a.A + di * n;
-  const float *dout = gr.dout + r * L, *h0 = a.h0 ? a.h0 + r * n : nullptr;
   const int64_t gi = di / (a.d / a.g), part = ((chunk * a.b + bi) * a.g + gi) * L * n;
   float *dBp = gr.dB_part + part, *dCp = gr.dC_part + part;
-  const float Dv = a.D ? a.D[di] : 0.0f;
+  float *du = gr.du + r * L, *ddelta = gr.ddelta + r * L;
   float g[NC > 0 ? NC : 256], dA[NC > 0 ? NC : 256], Av[NC > 0 ? NC : 256];
   float zeros[NC > 0 ? NC : 256];
   for (int64_t k = 0; k < n; ++k) {
@@ -98,22 +157,15 @@ void backward_row(const Args& a, const Grads& gr, int64_t r, int64_t chunk, floa
     Av[k] = Ad[k];
     zeros[k] = 0.0f;
   }
-  float dD = 0.0f, dbias = 0.0f;
   for (int64_t t = L - 1; t >= 0; --t) {
-    const float dt = dts[t], ut = u[t], dut = dt * ut;
-    float dy = dout[t];
-    if (z) {
-      const float zt = z[t], s = sigmoid(zt);
-      gr.dz[r * L + t] = dy * Y[t] * s * (1.0f + zt * (1.0f - s));
-      dy *= zt * s;
-    }
-    const float *Bt = Bp + t * n, *Ct = Cp + t * n, *Ht = H + t * n;
+    const float dt = dts[t], ut = u[t], dut = dt * ut, dy = dys[t];
+    const float *Bt = Bp + t * n, *Ct = Cp + t * n, *Ht = H + t * n, *Et = E + t * n;
     const float* Hp = t > 0 ? H + (t - 1) * n : (h0 ? h0 : zeros);
     float *dBt = dBp + t * n, *dCt = dCp + t * n;
     float sum_gB = 0.0f, sum_dlA = 0.0f;
 #pragma omp simd reduction(+ : sum_gB, sum_dlA)
     for (int64_t k = 0; k < n; ++k) {
-      const float decay = std::exp(std::fmax(dt * Av[k], kLogDecayMin));
+      const float decay = Et[k];
       const float gk = g[k] + Ct[k] * dy;
       dCt[k] += dy * Ht[k];
       dBt[k] += gk * dut;
@@ -123,12 +175,20 @@ void backward_row(const Args& a, const Grads& gr, int64_t r, int64_t chunk, floa
       sum_dlA += dl * Av[k];
       g[k] = decay * gk;
     }
-    float ddt = sum_dlA + ut * sum_gB;
-    gr.du[r * L + t] = dt * sum_gB + Dv * dy;
-    dD += dy * ut;
-    if (a.softplus) ddt *= sigmoid(drow[t] + (a.bias ? a.bias[di] : 0.0f));
-    gr.ddelta[r * L + t] = ddt;
-    dbias += ddt;
+    ddelta[t] = sum_dlA + ut * sum_gB;
+    du[t] = dt * sum_gB;
+  }
+  const float Dv = a.D ? a.D[di] : 0.0f, *drow = a.delta + r * L, b0 = a.bias ? a.bias[di] : 0.0f;
+  float dD = 0.0f, dbias = 0.0f;
+  if (a.softplus) {  // dΔ = dΔ' · sigmoid(Δ + bias)
+#pragma omp simd
+    for (int64_t t = 0; t < L; ++t) ddelta[t] /= 1.0f + fast_exp(-(drow[t] + b0));
+  }
+#pragma omp simd reduction(+ : dD, dbias)
+  for (int64_t t = 0; t < L; ++t) {
+    du[t] += Dv * dys[t];
+    dD += dys[t] * u[t];
+    dbias += ddelta[t];
   }
   for (int64_t k = 0; k < n; ++k) {
     gr.dA_rows[r * n + k] = dA[k];
@@ -185,7 +245,8 @@ std::vector<at::Tensor> scan_fwd(const at::Tensor& u, const at::Tensor& delta, c
   auto last = at::empty({a.b, a.d, a.n}, u.options());
   float *po = out.data_ptr<float>(), *pl = last.data_ptr<float>();
   at::parallel_for(0, a.b * a.d, grain(a), [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) DISPATCH_N(a.n, forward_row, a, r, po, pl, nullptr, nullptr, nullptr);
+    std::vector<float> dts(a.L);
+    for (int64_t r = begin; r < end; ++r) DISPATCH_N(a.n, forward_row, a, r, po, pl, dts.data());
   });
   return {out, last};
 }
@@ -213,11 +274,10 @@ std::vector<at::Tensor> scan_bwd(const at::Tensor& u, const at::Tensor& delta, c
            dD_rows.data_ptr<float>(), dbias_rows.data_ptr<float>(), dB_part.data_ptr<float>(),
            dC_part.data_ptr<float>()};
   at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
-    std::vector<float> H(a.L * a.n), dts(a.L), Y(a.L);
+    Work w(a);
     for (int64_t c = c0; c < c1; ++c) {
       const int64_t r0 = rows * c / chunks, r1 = rows * (c + 1) / chunks;
-      for (int64_t r = r0; r < r1; ++r)
-        DISPATCH_N(a.n, backward_row, a, gr, r, c, H.data(), dts.data(), Y.data());
+      for (int64_t r = r0; r < r1; ++r) DISPATCH_N(a.n, backward_row, a, gr, r, c, w);
     }
   });
   return {du, ddelta, dA_rows, dB_part, dC_part, dD_rows, dbias_rows, dz, dh0};

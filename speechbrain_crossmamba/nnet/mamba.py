@@ -13,16 +13,14 @@ import math
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from speechbrain.dataio.dataio import length_to_mask
 
 from speechbrain_crossmamba.checks import check_lengths
 from speechbrain_crossmamba.nnet.causal_conv import causal_conv1d
-from speechbrain_crossmamba.nnet.selective_scan import (
-    LOG_DECAY_MIN,
-    hidden_attention,
-    selective_scan,
-)
+from speechbrain_crossmamba.nnet.selective_scan import hidden_attention, selective_scan
+
+
+MASKED_DELTA = -1e4  # softplus(MASKED_DELTA + any bias) == 0.0 and sigmoid(...) == 0.0 in fp32
 
 
 def lengths_to_mask(lengths, max_len):
@@ -131,8 +129,9 @@ class MambaMixer(nn.Module):
     def ssm_inputs(self, hidden, clue=None, mask=None, history=None):
         """Returns the keyword arguments of :func:`selective_scan` for this layer.
 
-        Padded frames (``mask`` False) are made inert: zero input and zero Δ, so the state
-        passes through them unchanged and they do not leak into valid frames. With
+        Padded frames (``mask`` False) are made inert: zero input and zero Δ' (the raw Δ is set
+        to ``MASKED_DELTA``, whose softplus is 0 in fp32, so the softplus stays fused in the
+        scan), so the state passes through them unchanged and they do not leak into valid frames. With
         ``history`` (the conv inputs of the previous ``d_conv - 1`` frames, when streaming)
         the conv continues from it instead of zero padding, and the dict also holds the next
         ``"history"``.
@@ -151,10 +150,8 @@ class MambaMixer(nn.Module):
             x = x * m
         dt, B, C = self._project(self.x_proj(x.transpose(1, 2)), clue)
         delta = (dt @ self.dt_proj.weight.t()).transpose(1, 2)
-        bias, softplus = self.dt_proj.bias.float(), True
-        if m is not None:
-            delta = F.softplus(delta + bias[:, None]) * m
-            bias, softplus = None, False
+        if m is not None:  # softplus(MASKED_DELTA + bias) is exactly 0, and so is its gradient
+            delta = delta.masked_fill(~mask[:, None, :], MASKED_DELTA)
         return dict(
             u=x,
             delta=delta,
@@ -163,8 +160,8 @@ class MambaMixer(nn.Module):
             C=C.transpose(1, 2),
             D=self.D.float(),
             z=z,
-            delta_bias=bias,
-            delta_softplus=softplus,
+            delta_bias=self.dt_proj.bias.float(),
+            delta_softplus=True,
             **({} if history is None else {"history": history}),
         )
 
