@@ -4,34 +4,42 @@
 //   pre_t = bias + Σ_j w[j] · xp[t + j],   xp = [history (k - 1 frames, zero if none), x]
 //   out_t = silu(pre_t) if silu else pre_t
 //
-// Layouts (fp32, contiguous): x, out (b, d, L); w (d, k); bias (d); history (b, d, k - 1).
-// One work item is a (batch, channel) row; the inner loops run over time and vectorise.
+// Layout: channel-last. Element (b, t, c) of x is at x[b*sb + t*st + c] (unit channel
+// stride, any batch and time strides: the x half of in_proj's output is read in place);
+// out and dx are (b, L, d); the weight is given transposed, (k, d); history is (b, k - 1, d).
+// One work item is a (batch, block of time steps); the inner loops run over channels and
+// vectorise. Weight and bias gradients are summed per work item (deterministic) and the
+// caller adds the partials.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
-#include <cmath>
+#include <algorithm>
 #include <vector>
+
+#include "fast_math.h"
 
 namespace {
 
+constexpr int64_t TC = 32;  // time steps per work item
+
 struct Conv {
-  const float *x, *w, *bias, *hist;
-  int64_t b, d, L, k;
+  const float *x, *wT, *bias, *hist;
+  int64_t sb, st, b, L, d, k;
   bool silu;
-  // Fills xp (L + k - 1) with the row's history and input, and pre (L) with the conv.
-  void row(int64_t r, float* xp, float* pre) const {
-    const int64_t di = r % d, P = k - 1;
-    for (int64_t j = 0; j < P; ++j) xp[j] = hist ? hist[r * P + j] : 0.0f;
-    const float* xr = x + r * L;
-    for (int64_t t = 0; t < L; ++t) xp[P + t] = xr[t];
-    const float* wr = w + di * k;
-    const float b0 = bias ? bias[di] : 0.0f;
-    for (int64_t t = 0; t < L; ++t) pre[t] = b0;
+  int64_t tblocks() const { return (L + TC - 1) / TC; }
+  // Input frame s of batch bi (s < 0: the history), as a pointer to its d channels.
+  const float* frame(int64_t bi, int64_t s) const {
+    if (s >= 0) return x + bi * sb + s * st;
+    return hist ? hist + (bi * (k - 1) + (k - 1) + s) * d : nullptr;
+  }
+  void pre(int64_t bi, int64_t t, float* out) const {
+    for (int64_t c = 0; c < d; ++c) out[c] = bias ? bias[c] : 0.0f;
     for (int64_t j = 0; j < k; ++j) {
-      const float wj = wr[j];
-      const float* src = xp + j;
+      const float* src = frame(bi, t - (k - 1) + j);
+      if (!src) continue;
+      const float* wj = wT + j * d;
 #pragma omp simd
-      for (int64_t t = 0; t < L; ++t) pre[t] += wj * src[t];
+      for (int64_t c = 0; c < d; ++c) out[c] += wj[c] * src[c];
     }
   }
 };
@@ -40,93 +48,105 @@ const float* opt(const c10::optional<at::Tensor>& t) {
   return t.has_value() && t->defined() ? t->data_ptr<float>() : nullptr;
 }
 
-Conv make(const at::Tensor& x, const at::Tensor& w, const c10::optional<at::Tensor>& bias,
+Conv make(const at::Tensor& x, const at::Tensor& wT, const c10::optional<at::Tensor>& bias,
           const c10::optional<at::Tensor>& history, bool silu) {
-  for (const at::Tensor* t : {&x, &w})
-    TORCH_CHECK(t->device().is_cpu() && t->scalar_type() == at::kFloat && t->is_contiguous(),
-                "causal_conv1d_cpu: inputs must be contiguous float32 CPU tensors");
-  TORCH_CHECK(x.dim() == 3 && w.dim() == 2 && w.size(0) == x.size(1), "x (b, d, L) and w (d, k) expected");
-  Conv c{x.data_ptr<float>(), w.data_ptr<float>(), opt(bias), opt(history),
-         x.size(0), x.size(1), x.size(2), w.size(1), silu};
-  if (c.hist) TORCH_CHECK(history->size(2) == c.k - 1, "history must hold k - 1 frames");
+  TORCH_CHECK(x.device().is_cpu() && x.scalar_type() == at::kFloat && x.dim() == 3 && x.stride(2) == 1,
+              "causal_conv1d_cpu: x must be a float32 (b, L, d) CPU tensor with unit channel stride");
+  TORCH_CHECK(wT.is_contiguous() && wT.scalar_type() == at::kFloat && wT.dim() == 2 && wT.size(1) == x.size(2),
+              "causal_conv1d_cpu: the weight must be a contiguous float32 (k, d) tensor");
+  Conv c{x.data_ptr<float>(), wT.data_ptr<float>(), opt(bias), opt(history), x.stride(0), x.stride(1),
+         x.size(0), x.size(1), x.size(2), wT.size(0), silu};
+  if (c.hist)
+    TORCH_CHECK(history->is_contiguous() && history->size(1) == c.k - 1, "history must be (b, k - 1, d)");
   return c;
 }
 
-inline float sigmoid(float v) { return 1.0f / (1.0f + std::exp(-v)); }
-
-int64_t grain(const Conv& c) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(1, c.L)); }
-
 }  // namespace
 
-std::vector<at::Tensor> conv_fwd(const at::Tensor& x, const at::Tensor& w, const c10::optional<at::Tensor>& bias,
+std::vector<at::Tensor> conv_fwd(const at::Tensor& x, const at::Tensor& wT, const c10::optional<at::Tensor>& bias,
                                  const c10::optional<at::Tensor>& history, bool silu) {
-  const Conv c = make(x, w, bias, history, silu);
-  auto out = at::empty_like(x);
+  const Conv cv = make(x, wT, bias, history, silu);
+  auto out = at::empty({cv.b, cv.L, cv.d}, x.options());
   float* po = out.data_ptr<float>();
-  at::parallel_for(0, c.b * c.d, grain(c), [&](int64_t r0, int64_t r1) {
-    std::vector<float> xp(c.L + c.k - 1);
-    for (int64_t r = r0; r < r1; ++r) {
-      float* pre = po + r * c.L;
-      c.row(r, xp.data(), pre);
-      if (c.silu) {
+  at::parallel_for(0, cv.b * cv.tblocks(), 1, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t bi = i / cv.tblocks(), t0 = (i % cv.tblocks()) * TC;
+      for (int64_t t = t0; t < std::min(cv.L, t0 + TC); ++t) {
+        float* o = po + (bi * cv.L + t) * cv.d;
+        cv.pre(bi, t, o);
+        if (cv.silu) {
 #pragma omp simd
-        for (int64_t t = 0; t < c.L; ++t) pre[t] = pre[t] * sigmoid(pre[t]);
+          for (int64_t c = 0; c < cv.d; ++c) o[c] = ::silu(o[c]);
+        }
       }
     }
   });
   return {out};
 }
 
-// Returns dx (b, d, L), dw_rows (b, d, k), dbias_rows (b, d), dhistory (b, d, k - 1).
-std::vector<at::Tensor> conv_bwd(const at::Tensor& x, const at::Tensor& w, const c10::optional<at::Tensor>& bias,
+// Returns dx (b, L, d), dw_part (items, k, d), dbias_part (items, d), dhistory (b, k - 1, d).
+std::vector<at::Tensor> conv_bwd(const at::Tensor& x, const at::Tensor& wT, const c10::optional<at::Tensor>& bias,
                                  const c10::optional<at::Tensor>& history, bool silu, const at::Tensor& dout) {
-  const Conv c = make(x, w, bias, history, silu);
-  TORCH_CHECK(dout.sizes() == x.sizes() && dout.is_contiguous() && dout.scalar_type() == at::kFloat,
-              "dout must be a contiguous float32 tensor like x");
-  const int64_t P = c.k - 1;
-  auto dx = at::empty_like(x);
-  auto dw_rows = at::empty({c.b, c.d, c.k}, x.options()), db_rows = at::empty({c.b, c.d}, x.options());
-  auto dhist = at::empty({c.b, c.d, P}, x.options());
+  const Conv cv = make(x, wT, bias, history, silu);
+  TORCH_CHECK(dout.is_contiguous() && dout.sizes() == at::IntArrayRef({cv.b, cv.L, cv.d}), "dout (b, L, d)");
+  const int64_t items = cv.b * cv.tblocks(), P = cv.k - 1, d = cv.d;
+  auto o = x.options();
+  auto gpre = silu ? at::empty({cv.b, cv.L, d}, o) : dout;  // d out / d pre
+  auto dx = at::empty({cv.b, cv.L, d}, o), dhist = at::zeros({cv.b, P, d}, o);
+  auto dw_part = at::zeros({items, cv.k, d}, o), db_part = at::zeros({items, d}, o);
   const float* go = dout.data_ptr<float>();
-  float *pdx = dx.data_ptr<float>(), *pdw = dw_rows.data_ptr<float>(), *pdb = db_rows.data_ptr<float>();
-  float* pdh = dhist.data_ptr<float>();
-  at::parallel_for(0, c.b * c.d, grain(c), [&](int64_t r0, int64_t r1) {
-    std::vector<float> xp(c.L + P), gpre(c.L), dxp(c.L + P);
-    for (int64_t r = r0; r < r1; ++r) {
-      const float* g = go + r * c.L;
-      float* gp = gpre.data();
-      if (c.silu) {
-        c.row(r, xp.data(), gp);
+  float* gp = gpre.data_ptr<float>();
+  if (silu) {
+    at::parallel_for(0, items, 1, [&](int64_t i0, int64_t i1) {
+      std::vector<float> pre(d);
+      for (int64_t i = i0; i < i1; ++i) {
+        const int64_t bi = i / cv.tblocks(), t0 = (i % cv.tblocks()) * TC;
+        for (int64_t t = t0; t < std::min(cv.L, t0 + TC); ++t) {
+          cv.pre(bi, t, pre.data());
+          const float* g = go + (bi * cv.L + t) * d;
+          float* dp = gp + (bi * cv.L + t) * d;
 #pragma omp simd
-        for (int64_t t = 0; t < c.L; ++t) {
-          const float s = sigmoid(gp[t]);
-          gp[t] = g[t] * s * (1.0f + gp[t] * (1.0f - s));
+          for (int64_t c = 0; c < d; ++c) {
+            const float s = sigmoid(pre[c]);
+            dp[c] = g[c] * s * (1.0f + pre[c] * (1.0f - s));
+          }
         }
-      } else {
-        const float* xr = c.x + r * c.L;
-        for (int64_t j = 0; j < P; ++j) xp[j] = c.hist ? c.hist[r * P + j] : 0.0f;
-        for (int64_t t = 0; t < c.L; ++t) xp[P + t] = xr[t], gp[t] = g[t];
       }
-      const float* wr = c.w + (r % c.d) * c.k;
-      float db = 0.0f;
-      for (int64_t t = 0; t < c.L; ++t) db += gp[t];
-      for (int64_t p = 0; p < c.L + P; ++p) dxp[p] = 0.0f;
-      for (int64_t j = 0; j < c.k; ++j) {
-        const float wj = wr[j];
-        const float* src = xp.data() + j;
-        float* dst = dxp.data() + j;
-        float dw = 0.0f;
-#pragma omp simd reduction(+ : dw)
-        for (int64_t t = 0; t < c.L; ++t) {
-          dw += gp[t] * src[t];
-          dst[t] += wj * gp[t];
+    });
+  }
+  const float* gpc = gp;
+  float *pdx = dx.data_ptr<float>(), *pdh = dhist.data_ptr<float>();
+  float *pdw = dw_part.data_ptr<float>(), *pdb = db_part.data_ptr<float>();
+  at::parallel_for(0, items, 1, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t bi = i / cv.tblocks(), t0 = (i % cv.tblocks()) * TC, t1 = std::min(cv.L, t0 + TC);
+      float *dw = pdw + i * cv.k * d, *db = pdb + i * d;
+      for (int64_t t = t0; t < t1; ++t) {  // weight and bias: Σ_t dpre_t · xp_{t+j}
+        const float* dp = gpc + (bi * cv.L + t) * d;
+#pragma omp simd
+        for (int64_t c = 0; c < d; ++c) db[c] += dp[c];
+        for (int64_t j = 0; j < cv.k; ++j) {
+          const float* src = cv.frame(bi, t - P + j);
+          if (!src) continue;
+          float* dwj = dw + j * d;
+#pragma omp simd
+          for (int64_t c = 0; c < d; ++c) dwj[c] += dp[c] * src[c];
         }
-        pdw[r * c.k + j] = dw;
       }
-      pdb[r] = db;
-      for (int64_t j = 0; j < P; ++j) pdh[r * P + j] = dxp[j];
-      for (int64_t t = 0; t < c.L; ++t) pdx[r * c.L + t] = dxp[P + t];
+      // inputs: dxp_q = Σ_j w_j · dpre_{q - j}, for the x frames s = q - P in [t0, t1), and
+      // for the history frames (q < P) in the first block
+      for (int64_t q = (t0 == 0 ? 0 : t0 + P); q < t1 + P; ++q) {
+        float* dst = q >= P ? pdx + (bi * cv.L + q - P) * d : pdh + (bi * P + q) * d;
+        for (int64_t c = 0; c < d; ++c) dst[c] = 0.0f;
+        for (int64_t j = 0; j < cv.k; ++j) {
+          const int64_t t = q - j;
+          if (t < 0 || t >= cv.L) continue;
+          const float *wj = cv.wT + j * d, *dp = gpc + (bi * cv.L + t) * d;
+#pragma omp simd
+          for (int64_t c = 0; c < d; ++c) dst[c] += wj[c] * dp[c];
+        }
+      }
     }
   });
-  return {dx, dw_rows, db_rows, dhist};
+  return {dx, dw_part, db_part, dhist};
 }

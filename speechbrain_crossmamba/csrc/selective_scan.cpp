@@ -1,296 +1,421 @@
 // The "cpu" backend of selective_scan: a fused forward and backward of Mamba's selective scan.
 //
-// One work item is a (batch, channel) row. Its n-dim state lives in a small local array, and
-// exp(Δ·A) is computed in the inner loop over n, which the compiler vectorises (with
-// -ffast-math, GCC calls glibc's vector expf). Backward recomputes the row's states into a
-// thread-local buffer of L·n floats, then runs the state-gradient recurrence in reverse:
-//   g_t = C_t·dy_t + a_{t+1}·g_{t+1},   d log a_t = g_t·a_t·h_{t-1}.
-// No (b, d, L, n) tensor is ever allocated. dB and dC are sums over the channels of a group:
-// each chunk of rows accumulates into its own partial buffer, and the partials are summed by
-// the caller (no atomics). Parallelism is ATen's (at::parallel_for), so torch.set_num_threads
-// applies.
+// Layout: channel-last, as a Mamba layer produces its tensors. Element (b, t, c) of u, delta
+// and z is at p[b*sb + t*st + c] (unit channel stride, any batch and time strides, so the
+// x and z halves of in_proj's output are read in place); out, du, ddelta, dz are (b, L, d).
+// B and C are (b, L, g, n) with any batch, time and group strides; A is given transposed,
+// (n, d); D and delta_bias are (d); the initial and last states are (b, d, n).
 //
-// Layouts (all fp32, contiguous): u, delta, z, out (b, d, L); A (d, n); B, C (b, g, L, n);
-// D, delta_bias (d); initial and last state (b, d, n).
+// One work item is W = 8 consecutive channels of one (batch, group): the recurrence runs
+// on 8 lanes at once, one vector per state index k, with exp(Δ·A) inline (no vector call,
+// no spills) and no horizontal sum in the forward. Backward recomputes the states in time
+// blocks of T steps from the block-boundary states (kept per item: L/T · n · W floats), so
+// no (b, d, L, n) tensor is ever allocated and training memory stays O(b·d·L):
+//   g_t = C_t·dy_t + a_{t+1}·g_{t+1},   d log a_t = g_t·a_t·h_{t-1}.
+// dB and dC sum over the channels of a group: each chunk of work items accumulates into its
+// own partial buffer, and the caller sums the partials (no atomics). Parallelism is ATen's
+// (at::parallel_for), so torch.set_num_threads applies.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
 
+#include "fast_math.h"
+
 namespace {
 
+constexpr int W = 8;                    // lanes: channels per work item
+constexpr int64_t T = 256;              // time block of the gather and of the backward recomputation
 constexpr float kLogDecayMin = -80.0f;  // as LOG_DECAY_MIN in the torch backend
 
-// exp(x) for x in [-87, 88] (clamped), inline so that loops calling it vectorise without a
-// function call (a vector call spills every register). Cephes' expf: range reduction by
-// ln 2 in two parts and a degree-5 polynomial, about 1 ulp.
-#pragma omp declare simd notinbranch
-inline float fast_exp(float x) {
-  x = std::fmin(std::fmax(x, -87.0f), 88.0f);
-  const float n = std::floor(x * 1.44269504088896341f + 0.5f);
-  const float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof(scale));
-  return p * scale;
-}
+struct View {  // a channel-last (b, t, c) operand: p[b*sb + t*st + c]
+  const float* p;
+  int64_t sb, st;
+  const float* at(int64_t b, int64_t t) const { return p + b * sb + t * st; }
+};
 
-
-struct Args {
-  const float *u, *delta, *A, *B, *C, *D, *z, *bias, *h0;
+struct Problem {
+  View u, delta, z, B, C;
+  int64_t Bsg, Csg;  // group strides of B and C
+  const float *At, *D, *bias, *h0;
   bool softplus;
   int64_t b, d, L, n, g;
-  const float* Brow(int64_t bi, int64_t di) const { return B + ((bi * g + di / (d / g)) * L) * n; }
-  const float* Crow(int64_t bi, int64_t di) const { return C + ((bi * g + di / (d / g)) * L) * n; }
-  // The step sizes of row r, Δ' = softplus(Δ + bias), in one vectorised pass over time.
-  void steps(int64_t r, float* dts) const {
-    const float *drow = delta + r * L, b0 = bias ? bias[r % d] : 0.0f;
-    if (softplus) {
+  int64_t blocks() const { return (d / g + W - 1) / W; }  // work items per (batch, group)
+  int64_t items() const { return b * g * blocks(); }
+};
+
+struct Item {  // work item i: batch bi, group gi, channels [c0, c0 + w)
+  int64_t bi, gi, c0, w;
+  Item(const Problem& p, int64_t i) {
+    const int64_t nb = p.blocks(), blk = i % nb;
+    gi = (i / nb) % p.g;
+    bi = i / (nb * p.g);
+    c0 = gi * (p.d / p.g) + blk * W;
+    w = std::min<int64_t>(W, (gi + 1) * (p.d / p.g) - c0);
+  }
+};
+
+inline void load(const float* src, int64_t w, float* dst) {
+  if (w == W) {
 #pragma omp simd
-      for (int64_t t = 0; t < L; ++t) {
-        const float x = drow[t] + b0;
-        dts[t] = x > 20.0f ? x : std::log1p(std::exp(x));
-      }
-    } else {
+    for (int c = 0; c < W; ++c) dst[c] = src[c];
+  } else {
+    for (int c = 0; c < W; ++c) dst[c] = c < w ? src[c] : 0.0f;
+  }
+}
+
+inline void store(const float* src, int64_t w, float* dst) {
+  if (w == W) {
 #pragma omp simd
-      for (int64_t t = 0; t < L; ++t) dts[t] = drow[t] + b0;
+    for (int c = 0; c < W; ++c) dst[c] = src[c];
+  } else {
+    for (int c = 0; c < w; ++c) dst[c] = src[c];
+  }
+}
+
+// Per-item constants: A^T lanes, D, bias.
+struct Lanes {
+  alignas(32) float A[256][W];
+  alignas(32) float D[W], bias[W];
+  Lanes(const Problem& p, const Item& it) {
+    for (int64_t k = 0; k < p.n; ++k) load(p.At + k * p.d + it.c0, it.w, A[k]);
+    for (int c = 0; c < W; ++c) {
+      D[c] = p.D && c < it.w ? p.D[it.c0 + c] : 0.0f;
+      bias[c] = p.bias && c < it.w ? p.bias[it.c0 + c] : 0.0f;
     }
   }
 };
 
-// The recurrence of one row, from its step sizes: Y[t] = C_t·h_t + D·u_t (before the gate).
-// NC > 0 fixes n at compile time (registers, full unrolling). If H is given, the states h_t
-// are written there (L·n), and the decays to E; if last is given, the final state.
-template <int NC, bool STORE>
-void scan_row(const Args& a, int64_t r, const float* dts, float* Y, float* H, float* E, float* last) {
-  const int64_t n = NC > 0 ? NC : a.n, L = a.L, bi = r / a.d, di = r % a.d;
-  const float* u = a.u + r * L;
-  const float *Bp = a.Brow(bi, di), *Cp = a.Crow(bi, di), *Ad = a.A + di * n;
-  const float Dv = a.D ? a.D[di] : 0.0f;
-  float h[NC > 0 ? NC : 256];
-  float Av[NC > 0 ? NC : 256];
-  for (int64_t k = 0; k < n; ++k) {
-    h[k] = a.h0 ? a.h0[r * n + k] : 0.0f;
-    Av[k] = Ad[k];
+// One time block of one item, gathered into lane buffers [t - t0][c]. The elementwise work
+// (softplus, gates, sigmoids) runs as flat loops over the T·W buffer elements, which
+// vectorise reliably; only the recurrence runs step by step.
+struct Block {
+  alignas(32) float u[T][W], pre[T][W], dt[T][W], z[T][W], y[T][W];
+  int64_t t0, t1;
+  void gather(const Problem& p, const Item& it, const Lanes& ln, int64_t t0_) {
+    t0 = t0_;
+    t1 = std::min(p.L, t0 + T);
+    for (int64_t t = t0; t < t1; ++t) {
+      load(p.u.at(it.bi, t) + it.c0, it.w, u[t - t0]);
+      load(p.delta.at(it.bi, t) + it.c0, it.w, pre[t - t0]);
+      if (p.z.p) load(p.z.at(it.bi, t) + it.c0, it.w, z[t - t0]);
+      for (int c = 0; c < W; ++c) pre[t - t0][c] += ln.bias[c];
+    }
+    float *x = &pre[0][0], *d = &dt[0][0];
+    const int64_t m = (t1 - t0) * W;
+    if (p.softplus) {
+#pragma omp simd
+      for (int64_t i = 0; i < m; ++i) d[i] = softplus(x[i]);
+    } else {
+      for (int64_t i = 0; i < m; ++i) d[i] = x[i];
+    }
   }
-  for (int64_t t = 0; t < L; ++t) {
-    const float dt = dts[t], du = dt * u[t];
-    const float *Bt = Bp + t * n, *Ct = Cp + t * n;
-    float y = 0.0f;
-#pragma omp simd reduction(+ : y)
-    for (int64_t k = 0; k < n; ++k) {
-      const float decay = fast_exp(std::fmax(dt * Av[k], kLogDecayMin));
-      h[k] = decay * h[k] + du * Bt[k];
-      y += h[k] * Ct[k];
-      if (STORE) {
-        H[t * n + k] = h[k];
-        E[t * n + k] = decay;
+};
+
+// One step of the recurrence on the lanes: h = a ⊙ h + Δ'u·B_t, y = C_t·h + D·u.
+// With KEEP, the decays and the new states are also written to E[k][c] and H[k][c].
+template <int NC, bool KEEP>
+inline void step(const Problem& p, const Item& it, const Lanes& ln, int64_t t, const float* dt,
+                 const float* uv, float (*h)[W], float* y, float (*E)[W], float (*H)[W]) {
+  const int64_t n = NC > 0 ? NC : p.n;
+  const float *Bt = p.B.at(it.bi, t) + it.gi * p.Bsg, *Ct = p.C.at(it.bi, t) + it.gi * p.Csg;
+  alignas(32) float du[W], acc[2][W];  // two partial sums: shorter dependency chains
+  for (int c = 0; c < W; ++c) {
+    du[c] = dt[c] * uv[c];
+    acc[0][c] = ln.D[c] * uv[c];
+    acc[1][c] = 0.0f;
+  }
+#pragma GCC unroll 4
+  for (int64_t k = 0; k < n; ++k) {  // unrolled: independent exps side by side
+    const float bk = Bt[k], ck = Ct[k];
+    float* ak = acc[k & 1];
+#pragma omp simd
+    for (int c = 0; c < W; ++c) {
+      const float a = fast_exp(std::fmax(dt[c] * ln.A[k][c], kLogDecayMin));
+      const float hk = a * h[k][c] + du[c] * bk;
+      h[k][c] = hk;
+      ak[c] += hk * ck;
+      if (KEEP) {
+        E[k][c] = a;
+        H[k][c] = hk;
       }
     }
-    Y[t] = y + Dv * u[t];
   }
-  if (last)
-    for (int64_t k = 0; k < n; ++k) last[r * n + k] = h[k];
+  for (int c = 0; c < W; ++c) y[c] = acc[0][c] + acc[1][c];
+}
+
+void init_state(const Problem& p, const Item& it, float (*h)[W]) {
+  for (int64_t k = 0; k < p.n; ++k)
+    for (int c = 0; c < W; ++c)
+      h[k][c] = p.h0 && c < it.w ? p.h0[(it.bi * p.d + it.c0 + c) * p.n + k] : 0.0f;
 }
 
 template <int NC>
-void forward_row(const Args& a, int64_t r, float* out, float* last, float* dts) {
-  a.steps(r, dts);
-  float* y = out + r * a.L;
-  scan_row<NC, false>(a, r, dts, y, nullptr, nullptr, last);
-  if (a.z) {
-    const float* z = a.z + r * a.L;
+void forward_item(const Problem& p, int64_t i, float* out, float* last) {
+  const Item it(p, i);
+  const Lanes ln(p, it);
+  alignas(32) float h[256][W];
+  Block bk;
+  init_state(p, it, h);
+  for (int64_t t0 = 0; t0 < p.L; t0 += T) {
+    bk.gather(p, it, ln, t0);
+    for (int64_t t = t0; t < bk.t1; ++t)
+      step<NC, false>(p, it, ln, t, bk.dt[t - t0], bk.u[t - t0], h, bk.y[t - t0], nullptr, nullptr);
+    if (p.z.p) {
+      float *y = &bk.y[0][0], *z = &bk.z[0][0];
+      const int64_t m = (bk.t1 - t0) * W;
 #pragma omp simd
-    for (int64_t t = 0; t < a.L; ++t) y[t] *= z[t] / (1.0f + fast_exp(-z[t]));
+      for (int64_t j = 0; j < m; ++j) y[j] *= silu(z[j]);
+    }
+    for (int64_t t = t0; t < bk.t1; ++t) store(bk.y[t - t0], it.w, out + (it.bi * p.L + t) * p.d + it.c0);
   }
+  for (int64_t k = 0; k < p.n; ++k)
+    for (int c = 0; c < it.w; ++c) last[(it.bi * p.d + it.c0 + c) * p.n + k] = h[k][c];
 }
 
 struct Grads {
-  const float *dout, *dlast;
-  float *du, *ddelta, *dz, *dh0;
-  float *dA_rows, *dD_rows, *dbias_rows;  // per-row partial sums: (b, d, n), (b, d), (b, d)
-  float *dB_part, *dC_part;               // per-chunk partials: (chunks, b, g, L, n)
+  const float *dout, *dlast;  // dout (b, L, d) contiguous; dlast (b, d, n)
+  float *du, *ddelta, *dz;    // (b, L, d)
+  float *dh0, *dA_rows;       // (b, d, n)
+  float *dD_rows, *dbias_rows;  // (b, d)
+  float *dB_part, *dC_part;     // (chunks, b, L, g, n)
 };
 
-struct Work {  // thread-local buffers of one row
-  std::vector<float> H, E, dts, Y, dy;
-  explicit Work(const Args& a) : H(a.L * a.n), E(a.L * a.n), dts(a.L), Y(a.L), dy(a.L) {}
+struct Work {  // thread-local buffers of one work item
+  std::vector<float> bound, Y, H, E;
+  Block bk;
+  explicit Work(const Problem& p)
+      : bound(((p.L + T - 1) / T) * p.n * W), Y(p.L * W), H(T * p.n * W), E(T * p.n * W) {}
 };
 
 template <int NC>
-void backward_row(const Args& a, const Grads& gr, int64_t r, int64_t chunk, Work& w) {
-  const int64_t n = NC > 0 ? NC : a.n, L = a.L, bi = r / a.d, di = r % a.d;
-  float *H = w.H.data(), *E = w.E.data(), *dts = w.dts.data(), *Y = w.Y.data(), *dys = w.dy.data();
-  a.steps(r, dts);
-  scan_row<NC, true>(a, r, dts, Y, H, E, nullptr);
-  const float *u = a.u + r * L, *dout = gr.dout + r * L, *h0 = a.h0 ? a.h0 + r * n : nullptr;
-  if (a.z) {  // out = Y·silu(z): dY = dout·silu(z), dz = dout·Y·silu'(z)
-    const float* z = a.z + r * L;
-    float* dz = gr.dz + r * L;
-#pragma omp simd
-    for (int64_t t = 0; t < L; ++t) {
-      const float s = 1.0f / (1.0f + fast_exp(-z[t]));
-      dz[t] = dout[t] * Y[t] * s * (1.0f + z[t] * (1.0f - s));
-      dys[t] = dout[t] * z[t] * s;
+void backward_item(const Problem& p, const Grads& gr, int64_t i, int64_t chunk, Work& wk) {
+  const int64_t n = NC > 0 ? NC : p.n, L = p.L, d = p.d;
+  const Item it(p, i);
+  const Lanes ln(p, it);
+  Block& bk = wk.bk;
+  auto* bound = reinterpret_cast<float(*)[W]>(wk.bound.data());  // [block * n + k][c]
+  auto* Y = reinterpret_cast<float(*)[W]>(wk.Y.data());          // pre-gate outputs [t][c]
+  auto* H = reinterpret_cast<float(*)[W]>(wk.H.data());          // [(t - t0) * n + k][c]
+  auto* E = reinterpret_cast<float(*)[W]>(wk.E.data());
+  alignas(32) float h[256][W], g[256][W], dA[256][W];
+  // pass 1: the forward again, keeping the pre-gate outputs and the block-boundary states
+  // (one block: the states are kept right away, and pass 2 needs no recomputation)
+  const bool one_block = L <= T;
+  init_state(p, it, h);
+  for (int64_t t0 = 0; t0 < L; t0 += T) {
+    std::memcpy(bound[(t0 / T) * n], h, sizeof(float) * n * W);
+    bk.gather(p, it, ln, t0);
+    for (int64_t t = t0; t < bk.t1; ++t) {
+      if (one_block)
+        step<NC, true>(p, it, ln, t, bk.dt[t], bk.u[t], h, Y[t], E + t * n, H + t * n);
+      else
+        step<NC, false>(p, it, ln, t, bk.dt[t - t0], bk.u[t - t0], h, Y[t], nullptr, nullptr);
     }
-  } else {
-    for (int64_t t = 0; t < L; ++t) dys[t] = dout[t];
   }
-  const float *Bp = a.Brow(bi, di), *Cp = a.Crow(bi, di), *Ad = a.A + di * n;
-  const int64_t gi = di / (a.d / a.g), part = ((chunk * a.b + bi) * a.g + gi) * L * n;
-  float *dBp = gr.dB_part + part, *dCp = gr.dC_part + part;
-  float *du = gr.du + r * L, *ddelta = gr.ddelta + r * L;
-  float g[NC > 0 ? NC : 256], dA[NC > 0 ? NC : 256], Av[NC > 0 ? NC : 256];
-  float zeros[NC > 0 ? NC : 256];
-  for (int64_t k = 0; k < n; ++k) {
-    g[k] = gr.dlast ? gr.dlast[r * n + k] : 0.0f;
-    dA[k] = 0.0f;
-    Av[k] = Ad[k];
-    zeros[k] = 0.0f;
+  // pass 2: block by block in reverse, the block's states again, then the gradient recurrence
+  for (int64_t k = 0; k < n; ++k)
+    for (int c = 0; c < W; ++c) {
+      g[k][c] = gr.dlast && c < it.w ? gr.dlast[(it.bi * d + it.c0 + c) * n + k] : 0.0f;
+      dA[k][c] = 0.0f;
+    }
+  const int64_t part = chunk * p.b * L * p.g * n;
+  alignas(32) float dD[W] = {0}, dbias[W] = {0}, ydummy[W], sgB[W], du[W];
+  alignas(32) float dy[T][W], dz[T][W], ddt[T][W], dus[T][W];
+  for (int64_t blk = (L - 1) / T; blk >= 0; --blk) {
+    const int64_t t0 = blk * T;
+    if (!one_block) {
+      bk.gather(p, it, ln, t0);
+      std::memcpy(h, bound[blk * n], sizeof(float) * n * W);
+      for (int64_t t = t0; t < bk.t1; ++t)
+        step<NC, true>(p, it, ln, t, bk.dt[t - t0], bk.u[t - t0], h, ydummy, E + (t - t0) * n, H + (t - t0) * n);
+    }
+    const int64_t t1 = bk.t1, m = (t1 - t0) * W;
+    for (int64_t t = t0; t < t1; ++t) load(gr.dout + (it.bi * L + t) * d + it.c0, it.w, dy[t - t0]);
+    if (p.z.p) {  // out = Y·silu(z): dY = dout·silu(z), dz = dout·Y·silu'(z)
+      float *dyf = &dy[0][0], *dzf = &dz[0][0];
+      const float *zf = &bk.z[0][0], *yf = &Y[t0][0];
+#pragma omp simd
+      for (int64_t j = 0; j < m; ++j) {
+        const float s = sigmoid(zf[j]);
+        dzf[j] = dyf[j] * yf[j] * s * (1.0f + zf[j] * (1.0f - s));
+        dyf[j] *= zf[j] * s;
+      }
+    }
+    for (int64_t t = t1 - 1; t >= t0; --t) {
+      const int64_t j = t - t0;
+      const float *dt = bk.dt[j], *uv = bk.u[j], *dyt = dy[j];
+      for (int c = 0; c < W; ++c) {
+        du[c] = dt[c] * uv[c];
+        ddt[j][c] = 0.0f;
+        sgB[c] = 0.0f;
+      }
+      const float *Bt = p.B.at(it.bi, t) + it.gi * p.Bsg, *Ct = p.C.at(it.bi, t) + it.gi * p.Csg;
+      float* dBt = gr.dB_part + part + ((it.bi * L + t) * p.g + it.gi) * n;
+      float* dCt = gr.dC_part + part + ((it.bi * L + t) * p.g + it.gi) * n;
+      const float(*Ht)[W] = H + j * n;
+      const float(*Hp)[W] = j > 0 ? H + (j - 1) * n : bound + blk * n;
+      const float(*Et)[W] = E + j * n;
+      float* dl_A = ddt[j];
+#pragma GCC unroll 2
+      for (int64_t k = 0; k < n; ++k) {
+        const float bkk = Bt[k], ck = Ct[k];
+        float sB = 0.0f, sC = 0.0f;  // sums over the lanes (channels)
+#pragma omp simd reduction(+ : sB, sC)
+        for (int c = 0; c < W; ++c) {
+          const float gk = g[k][c] + ck * dyt[c];
+          sC += dyt[c] * Ht[k][c];
+          sB += gk * du[c];
+          sgB[c] += gk * bkk;
+          const float dl = gk * Et[k][c] * Hp[k][c];
+          dA[k][c] += dl * dt[c];
+          dl_A[c] += dl * ln.A[k][c];
+          g[k][c] = Et[k][c] * gk;
+        }
+        dBt[k] += sB;
+        dCt[k] += sC;
+      }
+      for (int c = 0; c < W; ++c) {
+        dus[j][c] = dt[c] * sgB[c] + ln.D[c] * dyt[c];
+        ddt[j][c] += uv[c] * sgB[c];
+      }
+    }
+    float *ddf = &ddt[0][0], *dyf = &dy[0][0];
+    const float *pref = &bk.pre[0][0], *uf = &bk.u[0][0];
+    if (p.softplus) {  // dΔ = dΔ'·sigmoid(Δ + bias)
+#pragma omp simd
+      for (int64_t j = 0; j < m; ++j) ddf[j] *= sigmoid(pref[j]);
+    }
+    for (int64_t j = 0; j < m; ++j) {
+      dD[j % W] += dyf[j] * uf[j];
+      dbias[j % W] += ddf[j];
+    }
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t row = (it.bi * L + t) * d + it.c0;
+      store(dus[t - t0], it.w, gr.du + row);
+      store(ddt[t - t0], it.w, gr.ddelta + row);
+      if (p.z.p) store(dz[t - t0], it.w, gr.dz + row);
+    }
   }
-  for (int64_t t = L - 1; t >= 0; --t) {
-    const float dt = dts[t], ut = u[t], dut = dt * ut, dy = dys[t];
-    const float *Bt = Bp + t * n, *Ct = Cp + t * n, *Ht = H + t * n, *Et = E + t * n;
-    const float* Hp = t > 0 ? H + (t - 1) * n : (h0 ? h0 : zeros);
-    float *dBt = dBp + t * n, *dCt = dCp + t * n;
-    float sum_gB = 0.0f, sum_dlA = 0.0f;
-#pragma omp simd reduction(+ : sum_gB, sum_dlA)
+  for (int c = 0; c < it.w; ++c) {
+    const int64_t r = it.bi * d + it.c0 + c;
     for (int64_t k = 0; k < n; ++k) {
-      const float decay = Et[k];
-      const float gk = g[k] + Ct[k] * dy;
-      dCt[k] += dy * Ht[k];
-      dBt[k] += gk * dut;
-      sum_gB += gk * Bt[k];
-      const float dl = gk * decay * Hp[k];
-      dA[k] += dl * dt;
-      sum_dlA += dl * Av[k];
-      g[k] = decay * gk;
+      gr.dA_rows[r * n + k] = dA[k][c];
+      gr.dh0[r * n + k] = g[k][c];
     }
-    ddelta[t] = sum_dlA + ut * sum_gB;
-    du[t] = dt * sum_gB;
+    gr.dD_rows[r] = dD[c];
+    gr.dbias_rows[r] = dbias[c];
   }
-  const float Dv = a.D ? a.D[di] : 0.0f, *drow = a.delta + r * L, b0 = a.bias ? a.bias[di] : 0.0f;
-  float dD = 0.0f, dbias = 0.0f;
-  if (a.softplus) {  // dΔ = dΔ' · sigmoid(Δ + bias)
-#pragma omp simd
-    for (int64_t t = 0; t < L; ++t) ddelta[t] /= 1.0f + fast_exp(-(drow[t] + b0));
-  }
-#pragma omp simd reduction(+ : dD, dbias)
-  for (int64_t t = 0; t < L; ++t) {
-    du[t] += Dv * dys[t];
-    dD += dys[t] * u[t];
-    dbias += ddelta[t];
-  }
-  for (int64_t k = 0; k < n; ++k) {
-    gr.dA_rows[r * n + k] = dA[k];
-    if (gr.dh0) gr.dh0[r * n + k] = g[k];
-  }
-  gr.dD_rows[r] = dD;
-  gr.dbias_rows[r] = dbias;
 }
 
-const float* ptr(const c10::optional<at::Tensor>& t) {
+#define DISPATCH_N(n, FN, ...)           \
+  switch (n) {                           \
+    case 8: FN<8>(__VA_ARGS__); break;   \
+    case 16: FN<16>(__VA_ARGS__); break; \
+    default: FN<0>(__VA_ARGS__);         \
+  }
+
+void check(const at::Tensor& t, const char* name, int dim) {
+  TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == at::kFloat && t.dim() == dim, name,
+              " must be a float32 CPU tensor with ", dim, " dims");
+}
+
+View view(const at::Tensor& t, const char* name) {  // (b, L, d) with unit channel stride
+  check(t, name, 3);
+  TORCH_CHECK(t.stride(2) == 1, name, " must have unit channel stride (channel-last)");
+  return {t.data_ptr<float>(), t.stride(0), t.stride(1)};
+}
+
+const float* opt_ptr(const c10::optional<at::Tensor>& t) {
   return t.has_value() && t->defined() ? t->data_ptr<float>() : nullptr;
 }
 
-void check(const at::Tensor& t, const char* name) {
-  TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == at::kFloat && t.is_contiguous(), name,
-              " must be a contiguous float32 CPU tensor");
+Problem problem(const at::Tensor& u, const at::Tensor& delta, const at::Tensor& At, const at::Tensor& B,
+                const at::Tensor& C, const c10::optional<at::Tensor>& D, const c10::optional<at::Tensor>& z,
+                const c10::optional<at::Tensor>& bias, bool softplus, const c10::optional<at::Tensor>& h0) {
+  check(B, "B", 4);
+  check(C, "C", 4);
+  check(At, "A^T", 2);
+  TORCH_CHECK(At.is_contiguous() && B.stride(3) == 1 && C.stride(3) == 1, "A^T contiguous, B/C unit state stride");
+  for (auto* t : {&D, &bias, &h0})
+    if (t->has_value() && (*t)->defined())
+      TORCH_CHECK((*t)->is_contiguous() && (*t)->scalar_type() == at::kFloat, "D, bias, h0: contiguous float32");
+  const View vz = z.has_value() && z->defined() ? view(*z, "z") : View{nullptr, 0, 0};
+  const View vB{B.data_ptr<float>(), B.stride(0), B.stride(1)}, vC{C.data_ptr<float>(), C.stride(0), C.stride(1)};
+  Problem p{view(u, "u"), view(delta, "delta"), vz, vB, vC, B.stride(2), C.stride(2),
+            At.data_ptr<float>(), opt_ptr(D), opt_ptr(bias), opt_ptr(h0), softplus,
+            u.size(0), u.size(2), u.size(1), At.size(0), B.size(2)};
+  TORCH_CHECK(p.n <= 256, "selective_scan_cpu: d_state must be at most 256");
+  TORCH_CHECK(B.sizes() == C.sizes() && B.size(1) == p.L && B.size(3) == p.n && p.d % p.g == 0,
+              "B and C must be (b, L, g, n)");
+  return p;
 }
 
-Args make_args(const at::Tensor& u, const at::Tensor& delta, const at::Tensor& A, const at::Tensor& B,
-               const at::Tensor& C, const c10::optional<at::Tensor>& D, const c10::optional<at::Tensor>& z,
-               const c10::optional<at::Tensor>& bias, bool softplus, const c10::optional<at::Tensor>& h0) {
-  for (auto* p : {&u, &delta, &A, &B, &C}) check(*p, "selective_scan_cpu input");
-  for (auto* p : {&D, &z, &bias, &h0})
-    if (p->has_value() && (*p)->defined()) check(**p, "selective_scan_cpu optional input");
-  Args a{u.data_ptr<float>(), delta.data_ptr<float>(), A.data_ptr<float>(), B.data_ptr<float>(),
-         C.data_ptr<float>(), ptr(D), ptr(z), ptr(bias), ptr(h0), softplus,
-         u.size(0), u.size(1), u.size(2), A.size(1), B.size(1)};
-  TORCH_CHECK(a.n <= 256, "selective_scan_cpu: d_state must be at most 256");
-  TORCH_CHECK(B.sizes() == C.sizes() && B.size(2) == a.L && B.size(3) == a.n, "B, C must be (b, g, L, n)");
-  return a;
-}
-
-#define DISPATCH_N(n, FN, ...)              \
-  switch (n) {                              \
-    case 4: FN<4>(__VA_ARGS__); break;      \
-    case 8: FN<8>(__VA_ARGS__); break;      \
-    case 16: FN<16>(__VA_ARGS__); break;    \
-    case 32: FN<32>(__VA_ARGS__); break;    \
-    case 64: FN<64>(__VA_ARGS__); break;    \
-    default: FN<0>(__VA_ARGS__);            \
-  }
-
-// Rows per chunk: at least ~32k state updates, so that short scans are not split to nothing.
-int64_t grain(const Args& a) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(1, a.L * a.n)); }
+// Work items per chunk: at least ~16k state updates, so that short scans are not split thin.
+int64_t grain(const Problem& p) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(1, p.L * p.n * W)); }
 
 }  // namespace
 
-std::vector<at::Tensor> scan_fwd(const at::Tensor& u, const at::Tensor& delta, const at::Tensor& A,
+// u, delta, z: (b, L, d) channel-last views; At (n, d); B, C (b, L, g, n). Returns out (b, L, d)
+// and the last state (b, d, n).
+std::vector<at::Tensor> scan_fwd(const at::Tensor& u, const at::Tensor& delta, const at::Tensor& At,
                                  const at::Tensor& B, const at::Tensor& C, const c10::optional<at::Tensor>& D,
                                  const c10::optional<at::Tensor>& z, const c10::optional<at::Tensor>& bias,
                                  bool softplus, const c10::optional<at::Tensor>& h0) {
-  const Args a = make_args(u, delta, A, B, C, D, z, bias, softplus, h0);
-  auto out = at::empty_like(u);
-  auto last = at::empty({a.b, a.d, a.n}, u.options());
+  const Problem p = problem(u, delta, At, B, C, D, z, bias, softplus, h0);
+  auto out = at::empty({p.b, p.L, p.d}, u.options());
+  auto last = at::empty({p.b, p.d, p.n}, u.options());
   float *po = out.data_ptr<float>(), *pl = last.data_ptr<float>();
-  at::parallel_for(0, a.b * a.d, grain(a), [&](int64_t begin, int64_t end) {
-    std::vector<float> dts(a.L);
-    for (int64_t r = begin; r < end; ++r) DISPATCH_N(a.n, forward_row, a, r, po, pl, dts.data());
+  at::parallel_for(0, p.items(), grain(p), [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) DISPATCH_N(p.n, forward_item, p, i, po, pl);
   });
   return {out, last};
 }
 
-// Returns du, ddelta, dA_rows (b, d, n), dB_part, dC_part (chunks, b, g, L, n), dD_rows, dbias_rows
-// (b, d), dz (or undefined), dh0 (b, d, n). The caller sums the row and chunk partials.
-std::vector<at::Tensor> scan_bwd(const at::Tensor& u, const at::Tensor& delta, const at::Tensor& A,
+// Returns du, ddelta (b, L, d), dA_rows (b, d, n), dB_part, dC_part (chunks, b, L, g, n),
+// dD_rows, dbias_rows (b, d), dz (b, L, d) or undefined, dh0 (b, d, n). The caller sums the
+// row and chunk partials.
+std::vector<at::Tensor> scan_bwd(const at::Tensor& u, const at::Tensor& delta, const at::Tensor& At,
                                  const at::Tensor& B, const at::Tensor& C, const c10::optional<at::Tensor>& D,
                                  const c10::optional<at::Tensor>& z, const c10::optional<at::Tensor>& bias,
                                  bool softplus, const c10::optional<at::Tensor>& h0, const at::Tensor& dout,
                                  const c10::optional<at::Tensor>& dlast) {
-  const Args a = make_args(u, delta, A, B, C, D, z, bias, softplus, h0);
-  check(dout, "dout");
-  const int64_t rows = a.b * a.d;
-  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), rows / grain(a)));
-  auto du = at::empty_like(u), ddelta = at::empty_like(u);
-  auto dz = a.z ? at::empty_like(u) : at::Tensor();
-  auto dA_rows = at::empty({a.b, a.d, a.n}, u.options()), dh0 = at::empty({a.b, a.d, a.n}, u.options());
-  auto dD_rows = at::empty({a.b, a.d}, u.options()), dbias_rows = at::empty({a.b, a.d}, u.options());
-  auto dB_part = at::zeros({chunks, a.b, a.g, a.L, a.n}, u.options());
-  auto dC_part = at::zeros({chunks, a.b, a.g, a.L, a.n}, u.options());
-  if (dlast.has_value() && dlast->defined()) check(*dlast, "dlast");
-  Grads gr{dout.data_ptr<float>(), ptr(dlast), du.data_ptr<float>(), ddelta.data_ptr<float>(),
-           a.z ? dz.data_ptr<float>() : nullptr, dh0.data_ptr<float>(), dA_rows.data_ptr<float>(),
+  const Problem p = problem(u, delta, At, B, C, D, z, bias, softplus, h0);
+  check(dout, "dout", 3);
+  TORCH_CHECK(dout.is_contiguous() && dout.sizes() == at::IntArrayRef({p.b, p.L, p.d}), "dout (b, L, d)");
+  if (dlast.has_value() && dlast->defined()) TORCH_CHECK(dlast->is_contiguous(), "dlast contiguous");
+  const int64_t items = p.items();
+  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), items / grain(p)));
+  auto o = u.options();
+  auto du = at::empty({p.b, p.L, p.d}, o), ddelta = at::empty({p.b, p.L, p.d}, o);
+  auto dz = p.z.p ? at::empty({p.b, p.L, p.d}, o) : at::Tensor();
+  auto dA_rows = at::empty({p.b, p.d, p.n}, o), dh0 = at::empty({p.b, p.d, p.n}, o);
+  auto dD_rows = at::empty({p.b, p.d}, o), dbias_rows = at::empty({p.b, p.d}, o);
+  auto dB_part = at::zeros({chunks, p.b, p.L, p.g, p.n}, o), dC_part = at::zeros({chunks, p.b, p.L, p.g, p.n}, o);
+  Grads gr{dout.data_ptr<float>(), opt_ptr(dlast), du.data_ptr<float>(), ddelta.data_ptr<float>(),
+           p.z.p ? dz.data_ptr<float>() : nullptr, dh0.data_ptr<float>(), dA_rows.data_ptr<float>(),
            dD_rows.data_ptr<float>(), dbias_rows.data_ptr<float>(), dB_part.data_ptr<float>(),
            dC_part.data_ptr<float>()};
   at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
-    Work w(a);
-    for (int64_t c = c0; c < c1; ++c) {
-      const int64_t r0 = rows * c / chunks, r1 = rows * (c + 1) / chunks;
-      for (int64_t r = r0; r < r1; ++r) DISPATCH_N(a.n, backward_row, a, gr, r, c, w);
-    }
+    Work wk(p);
+    for (int64_t c = c0; c < c1; ++c)
+      for (int64_t i = items * c / chunks; i < items * (c + 1) / chunks; ++i)
+        DISPATCH_N(p.n, backward_item, p, gr, i, c, wk);
   });
   return {du, ddelta, dA_rows, dB_part, dC_part, dD_rows, dbias_rows, dz, dh0};
 }
 
-std::vector<at::Tensor> conv_fwd(const at::Tensor& x, const at::Tensor& w, const c10::optional<at::Tensor>& bias,
+std::vector<at::Tensor> conv_fwd(const at::Tensor& x, const at::Tensor& wT, const c10::optional<at::Tensor>& bias,
                                  const c10::optional<at::Tensor>& history, bool silu);
-std::vector<at::Tensor> conv_bwd(const at::Tensor& x, const at::Tensor& w, const c10::optional<at::Tensor>& bias,
+std::vector<at::Tensor> conv_bwd(const at::Tensor& x, const at::Tensor& wT, const c10::optional<at::Tensor>& bias,
                                  const c10::optional<at::Tensor>& history, bool silu, const at::Tensor& dout);
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("scan_fwd", &scan_fwd, "selective scan forward (fp32, CPU)");
-  m.def("scan_bwd", &scan_bwd, "selective scan backward (fp32, CPU)");
-  m.def("conv_fwd", &conv_fwd, "causal depthwise conv1d forward (fp32, CPU)");
-  m.def("conv_bwd", &conv_bwd, "causal depthwise conv1d backward (fp32, CPU)");
+  m.def("scan_fwd", &scan_fwd, "selective scan forward (fp32, CPU, channel-last)");
+  m.def("scan_bwd", &scan_bwd, "selective scan backward (fp32, CPU, channel-last)");
+  m.def("conv_fwd", &conv_fwd, "causal depthwise conv1d forward (fp32, CPU, channel-last)");
+  m.def("conv_bwd", &conv_bwd, "causal depthwise conv1d backward (fp32, CPU, channel-last)");
 }

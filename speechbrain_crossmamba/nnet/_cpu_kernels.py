@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 CSRC = Path(__file__).resolve().parent.parent / "csrc"
-SOURCES = ("selective_scan.cpp", "causal_conv.cpp")
+SOURCES = ("selective_scan.cpp", "causal_conv.cpp", "fast_math.h")
 DISABLE_VAR = "SB_CROSSMAMBA_NO_CPU_KERNELS"
 logger = logging.getLogger(__name__)
 _cache = {}
@@ -91,11 +91,12 @@ def _cpu_id():
 def _build():
     if os.environ.get(DISABLE_VAR, "") not in ("", "0"):
         raise RuntimeError(f"disabled by {DISABLE_VAR}={os.environ[DISABLE_VAR]}")
-    sources = [str(CSRC / name) for name in SOURCES]
+    files = [CSRC / name for name in SOURCES]
+    sources = [str(f) for f in files if f.suffix == ".cpp"]
     flags = _flags()
     digest = hashlib.sha1()
-    for path in sources:
-        digest.update(Path(path).read_bytes())
+    for path in files:
+        digest.update(path.read_bytes())
     digest.update(" ".join(flags + [torch.__version__, _cpu_id()]).encode())
     name = f"sb_crossmamba_cpu_{digest.hexdigest()[:12]}"
     logger.info("Loading the C++ CPU kernels %s (the first build takes about 30 s)", name)
@@ -107,7 +108,7 @@ def _build():
     try:
         from torch.utils.cpp_extension import load
 
-        return load(name=name, sources=sources, extra_cflags=flags,
+        return load(name=name, sources=sources, extra_cflags=flags, extra_include_paths=[str(CSRC)],
                     extra_ldflags=["-fopenmp"], verbose=False)  # fmt: skip
     finally:
         quiet.setLevel(level)

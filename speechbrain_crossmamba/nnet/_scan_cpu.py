@@ -1,10 +1,11 @@
 """The ``"cpu"`` backend of ``selective_scan``: the fused C++ kernel as an autograd Function.
 
-The kernel (``csrc/selective_scan.cpp``) runs one (batch, channel) row per work item with
-the n-dim state in registers, and recomputes a row's states in backward, so neither pass
-allocates a (b, d, L, n) tensor: training memory is O(b·d·L). Inputs are cast to fp32
-(bf16 works, with fp32 state and accumulation); B and C are read as (b, g, L, n), which is
-free for the (b, L, n) projections a Mamba layer makes.
+The kernel (``csrc/selective_scan.cpp``) works channel-last, the layout a Mamba layer makes:
+``u``, ``delta`` and ``z`` are read as (b, L, d) with unit channel stride, and B, C as
+(b, L, g, n), so the (b, d, L) views a mixer passes (transposes of its projections) cost no
+copy; other layouts are copied once. Backward recomputes the states in time blocks, so no
+(b, d, L, n) tensor is allocated: training memory is O(b·d·L). Inputs are cast to fp32 (bf16
+works, with fp32 state and accumulation).
 
 Authors
  * speechbrain-crossmamba contributors
@@ -15,39 +16,66 @@ import torch
 from speechbrain_crossmamba.nnet._cpu_kernels import cpu_kernels
 
 
+def channel_last(t):
+    """A (b, d, L) tensor as a (b, L, d) fp32 view with unit channel stride (a copy only if needed).
+
+    Example
+    -------
+    >>> x = torch.randn(2, 5, 8).transpose(1, 2)  # (b, d, L) view of a (b, L, d) tensor
+    >>> channel_last(x).data_ptr() == x.data_ptr()
+    True
+    """
+    if t is None:
+        return None
+    t = t.transpose(1, 2)
+    if t.dtype != torch.float32:
+        t = t.float()
+    return t if t.stride(-1) == 1 else t.contiguous()
+
+
+def _states_last(t):
+    """(b, g, n, L) -> a (b, L, g, n) fp32 view with unit state stride."""
+    t = t.permute(0, 3, 1, 2)
+    if t.dtype != torch.float32:
+        t = t.float()
+    return t if t.stride(-1) == 1 else t.contiguous()
+
+
 def _f32(t):
     return None if t is None else t.float().contiguous()
 
 
 def scan_cpu(u, delta, A, B, C, D, z, delta_bias, softplus, initial_state=None):
     """Runs the fused scan; B, C are (b, g, n, L). Returns (out fp32 (b, d, L), last (b, d, n))."""
-    BT = B.float().transpose(-1, -2).contiguous()
-    CT = C.float().transpose(-1, -2).contiguous()
-    args = map(_f32, (u, delta, A, BT, CT, D, z, delta_bias))
-    return SelectiveScanCPU.apply(*args, softplus, _f32(initial_state))
+    out, last = SelectiveScanCPU.apply(
+        channel_last(u), channel_last(delta), A.float().t().contiguous(), _states_last(B),
+        _states_last(C), _f32(D), channel_last(z), _f32(delta_bias), softplus, _f32(initial_state),
+    )  # fmt: skip
+    return out.transpose(1, 2), last
 
 
 class SelectiveScanCPU(torch.autograd.Function):
-    """Fused selective scan; B and C time-major per group: (b, g, L, n)."""
+    """Fused selective scan on channel-last operands: u, delta, z (b, L, d); A^T (n, d);
+    B, C (b, L, g, n). Returns out (b, L, d) and the last state (b, d, n)."""
 
     @staticmethod
-    def forward(ctx, u, delta, A, BT, CT, D, z, delta_bias, softplus, h0):
-        out, last = cpu_kernels().scan_fwd(u, delta, A, BT, CT, D, z, delta_bias, softplus, h0)
-        ctx.save_for_backward(u, delta, A, BT, CT, D, z, delta_bias, h0)
+    def forward(ctx, u, delta, At, B, C, D, z, delta_bias, softplus, h0):
+        out, last = cpu_kernels().scan_fwd(u, delta, At, B, C, D, z, delta_bias, softplus, h0)
+        ctx.save_for_backward(u, delta, At, B, C, D, z, delta_bias, h0)
         ctx.softplus = softplus
         return out, last
 
     @staticmethod
     def backward(ctx, dout, dlast):
-        u, delta, A, BT, CT, D, z, delta_bias, h0 = ctx.saved_tensors
+        u, delta, At, B, C, D, z, delta_bias, h0 = ctx.saved_tensors
         du, ddelta, dA_rows, dB_part, dC_part, dD_rows, dbias_rows, dz, dh0 = cpu_kernels().scan_bwd(
-            u, delta, A, BT, CT, D, z, delta_bias, ctx.softplus, h0,
+            u, delta, At, B, C, D, z, delta_bias, ctx.softplus, h0,
             dout.float().contiguous(), None if dlast is None else dlast.float().contiguous(),
         )  # fmt: skip
         return (
             du,
             ddelta,
-            dA_rows.sum(0),
+            dA_rows.sum(0).t(),
             dB_part.sum(0),
             dC_part.sum(0),
             None if D is None else dD_rows.sum(0),

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from speechbrain_crossmamba.nnet._cpu_kernels import cpu_kernels, cpu_kernels_error
+from speechbrain_crossmamba.nnet._scan_cpu import channel_last
 from speechbrain_crossmamba.nnet.selective_scan import optional_cuda_op
 
 CONV_BACKENDS = ("auto", "cuda", "cpu", "torch")
@@ -130,10 +131,13 @@ def causal_conv1d(x, weight, bias=None, activation=None, history=None, backend="
     if backend == "cuda":
         return _cuda_conv()(x.contiguous(), weight.contiguous(), bias, activation=activation)
     if backend == "cpu":
-        f32 = lambda t: None if t is None else t.float().contiguous()  # noqa: E731
+        hist = None if history is None else channel_last(history).contiguous()
         with torch.autocast("cpu", enabled=False):
-            y = CausalConv1dCPU.apply(f32(x), f32(weight), f32(bias), f32(history), silu)
-        return y.to(x.dtype)
+            y = CausalConv1dCPU.apply(
+                channel_last(x), weight.float().t().contiguous(),
+                None if bias is None else bias.float().contiguous(), hist, silu,
+            )  # fmt: skip
+        return y.transpose(1, 2).to(x.dtype)
     if history is None:
         y = F.conv1d(x, weight[:, None], bias, padding=k - 1, groups=x.shape[1])[..., : x.shape[-1]]
     else:
@@ -142,19 +146,20 @@ def causal_conv1d(x, weight, bias=None, activation=None, history=None, backend="
 
 
 class CausalConv1dCPU(torch.autograd.Function):
-    """The fused C++ causal depthwise conv (fp32), with gradients for x, weight, bias, history."""
+    """The fused C++ causal depthwise conv on channel-last operands: x (B, L, D) with unit
+    channel stride, the weight transposed (k, D), history (B, k - 1, D); returns (B, L, D)."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, history, silu):
-        ctx.save_for_backward(x, weight, bias, history)
+    def forward(ctx, x, wT, bias, history, silu):
+        ctx.save_for_backward(x, wT, bias, history)
         ctx.silu = silu
-        return cpu_kernels().conv_fwd(x, weight, bias, history, silu)[0]
+        return cpu_kernels().conv_fwd(x, wT, bias, history, silu)[0]
 
     @staticmethod
     def backward(ctx, dout):
-        x, weight, bias, history = ctx.saved_tensors
-        dx, dw_rows, db_rows, dhist = cpu_kernels().conv_bwd(
-            x, weight, bias, history, ctx.silu, dout.float().contiguous()
+        x, wT, bias, history = ctx.saved_tensors
+        dx, dw_part, db_part, dhist = cpu_kernels().conv_bwd(
+            x, wT, bias, history, ctx.silu, dout.float().contiguous()
         )
-        db = None if bias is None else db_rows.sum(0)
-        return dx, dw_rows.sum(0), db, None if history is None else dhist, None
+        db = None if bias is None else db_part.sum(0)
+        return dx, dw_part.sum(0), db, None if history is None else dhist, None

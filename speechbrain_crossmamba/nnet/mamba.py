@@ -13,6 +13,7 @@ import math
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from speechbrain.dataio.dataio import length_to_mask
 
 from speechbrain_crossmamba.checks import check_lengths
@@ -136,8 +137,12 @@ class MambaMixer(nn.Module):
         the conv continues from it instead of zero padding, and the dict also holds the next
         ``"history"``.
         """
-        xz = self.in_proj(hidden).transpose(1, 2)
-        x, z = xz.chunk(2, dim=1)
+        # x and z as two products with the halves of in_proj's weight: each comes out as a
+        # contiguous (B, L, d_inner), and backward adds two products instead of assembling
+        # the gradient of a (B, L, 2·d_inner) output from transposed halves (a cat and a copy).
+        wx, wz = self.in_proj.weight.chunk(2, dim=0)
+        x = F.linear(hidden, wx).transpose(1, 2)
+        z = F.linear(hidden, wz).transpose(1, 2)
         m = None if mask is None else mask[:, None, :].to(x.dtype)
         if m is not None:
             x = x * m
