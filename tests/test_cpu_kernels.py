@@ -23,6 +23,7 @@ from test_selective_scan import _assert_matches_ref, _inputs, _rel, _run
         (3, 8, 5, 33, 4),  # groups, generic n
         (1, 64, 16, 600, 2),  # b = 1: rows split over the threads, groups share dB/dC partials
         (4, 6, 32, 40, 3),
+        (1, 8, 64, 1100, None),  # L·n above the keep-all limit: block states recomputed
     ],
 )
 def test_cpu_scan_matches_ref_at_several_shapes(b, d, n, L, groups):

@@ -184,11 +184,18 @@ struct Grads {
   float *dB_part, *dC_part;     // (chunks, b, L, g, n)
 };
 
-struct Work {  // thread-local buffers of one work item
+// Thread-local buffers of one work item. The states and decays of the whole sequence are kept
+// (H, E: L·n·W floats each) up to kKeepAll steps·states; longer sequences keep only the
+// block-boundary states and recompute each block's states in backward.
+constexpr int64_t kKeepAll = 16384;  // L·n: 512 kB per buffer
+
+struct Work {
+  bool keep_all;
   std::vector<float> bound, Y, H, E;
   Block bk;
   explicit Work(const Problem& p)
-      : bound(((p.L + T - 1) / T) * p.n * W), Y(p.L * W), H(T * p.n * W), E(T * p.n * W) {}
+      : keep_all(p.L * p.n <= kKeepAll), bound(((p.L + T - 1) / T) * p.n * W), Y(p.L * W),
+        H((keep_all ? p.L : T) * p.n * W), E((keep_all ? p.L : T) * p.n * W) {}
 };
 
 template <int NC>
@@ -203,20 +210,21 @@ void backward_item(const Problem& p, const Grads& gr, int64_t i, int64_t chunk, 
   auto* E = reinterpret_cast<float(*)[W]>(wk.E.data());
   alignas(32) float h[256][W], g[256][W], dA[256][W];
   // pass 1: the forward again, keeping the pre-gate outputs and the block-boundary states
-  // (one block: the states are kept right away, and pass 2 needs no recomputation)
-  const bool one_block = L <= T;
+  // (keep_all: the states are kept right away, and pass 2 recomputes nothing)
+  const bool keep = wk.keep_all;
   init_state(p, it, h);
   for (int64_t t0 = 0; t0 < L; t0 += T) {
     std::memcpy(bound[(t0 / T) * n], h, sizeof(float) * n * W);
     bk.gather(p, it, ln, t0);
     for (int64_t t = t0; t < bk.t1; ++t) {
-      if (one_block)
-        step<NC, true>(p, it, ln, t, bk.dt[t], bk.u[t], h, Y[t], E + t * n, H + t * n);
+      if (keep)
+        step<NC, true>(p, it, ln, t, bk.dt[t - t0], bk.u[t - t0], h, Y[t], E + t * n, H + t * n);
       else
         step<NC, false>(p, it, ln, t, bk.dt[t - t0], bk.u[t - t0], h, Y[t], nullptr, nullptr);
     }
   }
-  // pass 2: block by block in reverse, the block's states again, then the gradient recurrence
+  // pass 2: block by block in reverse (the block's states again, unless kept), then the
+  // gradient recurrence
   for (int64_t k = 0; k < n; ++k)
     for (int c = 0; c < W; ++c) {
       g[k][c] = gr.dlast && c < it.w ? gr.dlast[(it.bi * d + it.c0 + c) * n + k] : 0.0f;
@@ -226,9 +234,9 @@ void backward_item(const Problem& p, const Grads& gr, int64_t i, int64_t chunk, 
   alignas(32) float dD[W] = {0}, dbias[W] = {0}, ydummy[W], sgB[W], du[W];
   alignas(32) float dy[T][W], dz[T][W], ddt[T][W], dus[T][W];
   for (int64_t blk = (L - 1) / T; blk >= 0; --blk) {
-    const int64_t t0 = blk * T;
-    if (!one_block) {
-      bk.gather(p, it, ln, t0);
+    const int64_t t0 = blk * T, off = keep ? 0 : t0;  // H, E hold steps [off, ...)
+    if (blk != (L - 1) / T || L > T) bk.gather(p, it, ln, t0);  // (the last block is still there)
+    if (!keep) {
       std::memcpy(h, bound[blk * n], sizeof(float) * n * W);
       for (int64_t t = t0; t < bk.t1; ++t)
         step<NC, true>(p, it, ln, t, bk.dt[t - t0], bk.u[t - t0], h, ydummy, E + (t - t0) * n, H + (t - t0) * n);
@@ -256,9 +264,9 @@ void backward_item(const Problem& p, const Grads& gr, int64_t i, int64_t chunk, 
       const float *Bt = p.B.at(it.bi, t) + it.gi * p.Bsg, *Ct = p.C.at(it.bi, t) + it.gi * p.Csg;
       float* dBt = gr.dB_part + part + ((it.bi * L + t) * p.g + it.gi) * n;
       float* dCt = gr.dC_part + part + ((it.bi * L + t) * p.g + it.gi) * n;
-      const float(*Ht)[W] = H + j * n;
-      const float(*Hp)[W] = j > 0 ? H + (j - 1) * n : bound + blk * n;
-      const float(*Et)[W] = E + j * n;
+      const float(*Ht)[W] = H + (t - off) * n;
+      const float(*Hp)[W] = t > t0 || (keep && t > 0) ? H + (t - off - 1) * n : bound + blk * n;
+      const float(*Et)[W] = E + (t - off) * n;
       float* dl_A = ddt[j];
 #pragma GCC unroll 2
       for (int64_t k = 0; k < n; ++k) {
