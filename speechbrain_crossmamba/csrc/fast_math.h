@@ -4,6 +4,9 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#if defined(__AVX__)
+#include <immintrin.h>
+#endif
 
 // exp(x) for x in [-87, 88] (clamped): Cephes' expf coefficients, range reduction by ln 2 in two
 // parts and a degree-5 polynomial, about 1 ulp.
@@ -30,3 +33,23 @@ inline float silu(float x) { return x * sigmoid(x); }
 
 // softplus with torch's threshold (beta 1, threshold 20).
 inline float softplus(float x) { return x > 20.0f ? x : std::log1p(fast_exp(x)); }
+
+// out[i] = Σ_c v[i][c] for eight 8-lane rows: a horizontal-add tree (AVX) instead of eight
+// separate horizontal sums.
+inline void sum_rows8(const float (*v)[8], float* out) {
+#if defined(__AVX__)
+  const __m256 a0 = _mm256_hadd_ps(_mm256_loadu_ps(v[0]), _mm256_loadu_ps(v[1]));
+  const __m256 a1 = _mm256_hadd_ps(_mm256_loadu_ps(v[2]), _mm256_loadu_ps(v[3]));
+  const __m256 a2 = _mm256_hadd_ps(_mm256_loadu_ps(v[4]), _mm256_loadu_ps(v[5]));
+  const __m256 a3 = _mm256_hadd_ps(_mm256_loadu_ps(v[6]), _mm256_loadu_ps(v[7]));
+  const __m256 b0 = _mm256_hadd_ps(a0, a1), b1 = _mm256_hadd_ps(a2, a3);
+  const __m256 sum = _mm256_add_ps(_mm256_permute2f128_ps(b0, b1, 0x20), _mm256_permute2f128_ps(b0, b1, 0x31));
+  _mm256_storeu_ps(out, sum);
+#else
+  for (int i = 0; i < 8; ++i) {
+    float s = 0.0f;
+    for (int c = 0; c < 8; ++c) s += v[i][c];
+    out[i] = s;
+  }
+#endif
+}

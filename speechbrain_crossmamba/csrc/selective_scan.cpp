@@ -27,7 +27,7 @@
 
 namespace {
 
-constexpr int W = 8;                    // lanes: channels per work item
+constexpr int W = 8;                    // lanes: channels per work item (sum_rows8 assumes 8)
 constexpr int64_t T = 256;              // time block of the gather and of the backward recomputation
 constexpr float kLogDecayMin = -80.0f;  // as LOG_DECAY_MIN in the torch backend
 
@@ -208,7 +208,7 @@ void backward_item(const Problem& p, const Grads& gr, int64_t i, int64_t chunk, 
   auto* Y = reinterpret_cast<float(*)[W]>(wk.Y.data());          // pre-gate outputs [t][c]
   auto* H = reinterpret_cast<float(*)[W]>(wk.H.data());          // [(t - t0) * n + k][c]
   auto* E = reinterpret_cast<float(*)[W]>(wk.E.data());
-  alignas(32) float h[256][W], g[256][W], dA[256][W];
+  alignas(32) float h[256][W], g[256][W], dA[256][W], pB[256][W], pC[256][W];
   // pass 1: the forward again, keeping the pre-gate outputs and the block-boundary states
   // (keep_all: the states are kept right away, and pass 2 recomputes nothing)
   const bool keep = wk.keep_all;
@@ -271,21 +271,30 @@ void backward_item(const Problem& p, const Grads& gr, int64_t i, int64_t chunk, 
 #pragma GCC unroll 2
       for (int64_t k = 0; k < n; ++k) {
         const float bkk = Bt[k], ck = Ct[k];
-        float sB = 0.0f, sC = 0.0f;  // sums over the lanes (channels)
-#pragma omp simd reduction(+ : sB, sC)
+#pragma omp simd
         for (int c = 0; c < W; ++c) {
           const float gk = g[k][c] + ck * dyt[c];
-          sC += dyt[c] * Ht[k][c];
-          sB += gk * du[c];
+          pC[k][c] = dyt[c] * Ht[k][c];  // summed over the lanes (channels) below
+          pB[k][c] = gk * du[c];
           sgB[c] += gk * bkk;
           const float dl = gk * Et[k][c] * Hp[k][c];
           dA[k][c] += dl * dt[c];
           dl_A[c] += dl * ln.A[k][c];
           g[k][c] = Et[k][c] * gk;
         }
-        dBt[k] += sB;
-        dCt[k] += sC;
       }
+      int64_t k = 0;
+      for (alignas(32) float sums[W]; k + W <= n; k += W) {
+        sum_rows8(pB + k, sums);
+        for (int q = 0; q < W; ++q) dBt[k + q] += sums[q];
+        sum_rows8(pC + k, sums);
+        for (int q = 0; q < W; ++q) dCt[k + q] += sums[q];
+      }
+      for (; k < n; ++k)
+        for (int c = 0; c < W; ++c) {
+          dBt[k] += pB[k][c];
+          dCt[k] += pC[k][c];
+        }
       for (int c = 0; c < W; ++c) {
         dus[j][c] = dt[c] * sgB[c] + ln.D[c] * dyt[c];
         ddt[j][c] += uv[c] * sgB[c];

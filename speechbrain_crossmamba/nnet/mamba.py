@@ -144,19 +144,20 @@ class MambaMixer(nn.Module):
         x = F.linear(hidden, wx).transpose(1, 2)
         z = F.linear(hidden, wz).transpose(1, 2)
         m = None if mask is None else mask[:, None, :].to(x.dtype)
+        # (in place where the tensor is fresh and no backward needs it: fewer temporaries)
         if m is not None:
-            x = x * m
+            x = x.mul_(m)
         if history is not None:
             full = torch.cat([history.to(x.dtype), x], dim=-1)
             x, history = self._conv(x, history), full[..., full.shape[-1] - history.shape[-1] :]
         else:
             x = self._conv(x)
         if m is not None:
-            x = x * m
+            x = x.mul_(m)
         dt, B, C = self._project(self.x_proj(x.transpose(1, 2)), clue)
         delta = (dt @ self.dt_proj.weight.t()).transpose(1, 2)
         if m is not None:  # softplus(MASKED_DELTA + bias) is exactly 0, and so is its gradient
-            delta = delta.masked_fill(~mask[:, None, :], MASKED_DELTA)
+            delta = delta.masked_fill_(~mask[:, None, :], MASKED_DELTA)
         return dict(
             u=x,
             delta=delta,
