@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "fast_math.h"
+#include "kernels.h"
 
 namespace {
 

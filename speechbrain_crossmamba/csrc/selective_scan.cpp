@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "fast_math.h"
+#include "kernels.h"
 
 namespace {
 
@@ -423,16 +424,4 @@ std::vector<at::Tensor> scan_bwd(const at::Tensor& u, const at::Tensor& delta, c
         DISPATCH_N(p.n, backward_item, p, gr, i, c, wk);
   });
   return {du, ddelta, dA_rows, dB_part, dC_part, dD_rows, dbias_rows, dz, dh0};
-}
-
-std::vector<at::Tensor> conv_fwd(const at::Tensor& x, const at::Tensor& wT, const c10::optional<at::Tensor>& bias,
-                                 const c10::optional<at::Tensor>& history, bool silu);
-std::vector<at::Tensor> conv_bwd(const at::Tensor& x, const at::Tensor& wT, const c10::optional<at::Tensor>& bias,
-                                 const c10::optional<at::Tensor>& history, bool silu, const at::Tensor& dout);
-
-PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("scan_fwd", &scan_fwd, "selective scan forward (fp32, CPU, channel-last)");
-  m.def("scan_bwd", &scan_bwd, "selective scan backward (fp32, CPU, channel-last)");
-  m.def("conv_fwd", &conv_fwd, "causal depthwise conv1d forward (fp32, CPU, channel-last)");
-  m.def("conv_bwd", &conv_bwd, "causal depthwise conv1d backward (fp32, CPU, channel-last)");
 }

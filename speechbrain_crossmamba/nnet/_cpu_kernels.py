@@ -1,7 +1,7 @@
 """The package's C++ CPU kernels (``speechbrain_crossmamba/csrc``): built on first use, cached.
 
 :func:`cpu_kernels` compiles the sources with ``torch.utils.cpp_extension`` the first time it
-is called on a machine (about 30 s; ``g++`` or ``clang++`` with OpenMP is needed) and loads
+is called on a machine (30-60 s on 2 cores; ``g++`` or ``clang++`` with OpenMP is needed) and loads
 the cached build afterwards (about 0.01 s). The build is keyed by a hash of the sources, the
 flags, the torch version and the CPU's instruction set, so a shared cache never serves a
 stale or foreign build. If it cannot be built, it warns once, naming the reason, and returns
@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 CSRC = Path(__file__).resolve().parent.parent / "csrc"
-SOURCES = ("selective_scan.cpp", "causal_conv.cpp", "fast_math.h")
+SOURCES = ("selective_scan.cpp", "causal_conv.cpp", "bindings.cpp", "fast_math.h", "kernels.h")
 DISABLE_VAR = "SB_CROSSMAMBA_NO_CPU_KERNELS"
 logger = logging.getLogger(__name__)
 _cache = {}
@@ -99,7 +99,7 @@ def _build():
         digest.update(path.read_bytes())
     digest.update(" ".join(flags + [torch.__version__, _cpu_id()]).encode())
     name = f"sb_crossmamba_cpu_{digest.hexdigest()[:12]}"
-    logger.info("Loading the C++ CPU kernels %s (the first build takes about 30 s)", name)
+    logger.info("Loading the C++ CPU kernels %s (the first build takes 30-60 s)", name)
     # torch's own notices ("No CUDA runtime is found", compiler checks) are not ours to show;
     # a failure still reaches the caller as an exception.
     quiet = logging.getLogger("torch.utils.cpp_extension")
