@@ -21,7 +21,9 @@ from speechbrain_crossmamba.nnet.causal_conv import causal_conv1d
 from speechbrain_crossmamba.nnet.selective_scan import hidden_attention, selective_scan
 
 
-MASKED_DELTA = -1e4  # softplus(MASKED_DELTA + any bias) == 0.0 and sigmoid(...) == 0.0 in fp32
+# softplus(MASKED_DELTA + any bias) is 0.0 in fp32 (below 2e-38 in the cpu kernel, whose exp
+# clamps at -87): with the input also zeroed, a padded frame leaves the state unchanged.
+MASKED_DELTA = -1e4
 
 
 def lengths_to_mask(lengths, max_len):
@@ -156,7 +158,7 @@ class MambaMixer(nn.Module):
             x = x.mul_(m)
         dt, B, C = self._project(self.x_proj(x.transpose(1, 2)), clue)
         delta = (dt @ self.dt_proj.weight.t()).transpose(1, 2)
-        if m is not None:  # softplus(MASKED_DELTA + bias) is exactly 0, and so is its gradient
+        if m is not None:  # softplus(MASKED_DELTA + bias) is 0: the padded frame is inert
             delta = delta.masked_fill_(~mask[:, None, :], MASKED_DELTA)
         return dict(
             u=x,
