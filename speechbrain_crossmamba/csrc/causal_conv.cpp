@@ -45,17 +45,13 @@ struct Conv {
   }
 };
 
-const float* opt(const c10::optional<at::Tensor>& t) {
-  return t.has_value() && t->defined() ? t->data_ptr<float>() : nullptr;
-}
-
 Conv make(const at::Tensor& x, const at::Tensor& wT, const c10::optional<at::Tensor>& bias,
           const c10::optional<at::Tensor>& history, bool silu) {
   TORCH_CHECK(x.device().is_cpu() && x.scalar_type() == at::kFloat && x.dim() == 3 && x.stride(2) == 1,
               "causal_conv1d_cpu: x must be a float32 (b, L, d) CPU tensor with unit channel stride");
   TORCH_CHECK(wT.is_contiguous() && wT.scalar_type() == at::kFloat && wT.dim() == 2 && wT.size(1) == x.size(2),
               "causal_conv1d_cpu: the weight must be a contiguous float32 (k, d) tensor");
-  Conv c{x.data_ptr<float>(), wT.data_ptr<float>(), opt(bias), opt(history), x.stride(0), x.stride(1),
+  Conv c{x.data_ptr<float>(), wT.data_ptr<float>(), optional_ptr(bias), optional_ptr(history), x.stride(0), x.stride(1),
          x.size(0), x.size(1), x.size(2), wT.size(0), silu};
   if (c.hist)
     TORCH_CHECK(history->is_contiguous() && history->size(1) == c.k - 1, "history must be (b, k - 1, d)");

@@ -236,7 +236,7 @@ void backward_item(const Problem& p, const Grads& gr, int64_t i, int64_t chunk, 
   alignas(32) float dy[T][W], dz[T][W], ddt[T][W], dus[T][W];
   for (int64_t blk = (L - 1) / T; blk >= 0; --blk) {
     const int64_t t0 = blk * T, off = keep ? 0 : t0;  // H, E hold steps [off, ...)
-    if (blk != (L - 1) / T || L > T) bk.gather(p, it, ln, t0);  // (the last block is still there)
+    if (L > T) bk.gather(p, it, ln, t0);  // (with one block, pass 1 left it in bk)
     if (!keep) {
       std::memcpy(h, bound[blk * n], sizeof(float) * n * W);
       for (int64_t t = t0; t < bk.t1; ++t)
@@ -347,10 +347,6 @@ View view(const at::Tensor& t, const char* name) {  // (b, L, d) with unit chann
   return {t.data_ptr<float>(), t.stride(0), t.stride(1)};
 }
 
-const float* opt_ptr(const c10::optional<at::Tensor>& t) {
-  return t.has_value() && t->defined() ? t->data_ptr<float>() : nullptr;
-}
-
 Problem problem(const at::Tensor& u, const at::Tensor& delta, const at::Tensor& At, const at::Tensor& B,
                 const at::Tensor& C, const c10::optional<at::Tensor>& D, const c10::optional<at::Tensor>& z,
                 const c10::optional<at::Tensor>& bias, bool softplus, const c10::optional<at::Tensor>& h0) {
@@ -364,7 +360,7 @@ Problem problem(const at::Tensor& u, const at::Tensor& delta, const at::Tensor& 
   const View vz = z.has_value() && z->defined() ? view(*z, "z") : View{nullptr, 0, 0};
   const View vB{B.data_ptr<float>(), B.stride(0), B.stride(1)}, vC{C.data_ptr<float>(), C.stride(0), C.stride(1)};
   Problem p{view(u, "u"), view(delta, "delta"), vz, vB, vC, B.stride(2), C.stride(2),
-            At.data_ptr<float>(), opt_ptr(D), opt_ptr(bias), opt_ptr(h0), softplus,
+            At.data_ptr<float>(), optional_ptr(D), optional_ptr(bias), optional_ptr(h0), softplus,
             u.size(0), u.size(2), u.size(1), At.size(0), B.size(2)};
   TORCH_CHECK(p.n <= 256, "selective_scan_cpu: d_state must be at most 256");
   TORCH_CHECK(B.sizes() == C.sizes() && B.size(1) == p.L && B.size(3) == p.n && p.d % p.g == 0,
@@ -413,7 +409,7 @@ std::vector<at::Tensor> scan_bwd(const at::Tensor& u, const at::Tensor& delta, c
   auto dA_rows = at::empty({p.b, p.d, p.n}, o), dh0 = at::empty({p.b, p.d, p.n}, o);
   auto dD_rows = at::empty({p.b, p.d}, o), dbias_rows = at::empty({p.b, p.d}, o);
   auto dB_part = at::zeros({chunks, p.b, p.L, p.g, p.n}, o), dC_part = at::zeros({chunks, p.b, p.L, p.g, p.n}, o);
-  Grads gr{dout.data_ptr<float>(), opt_ptr(dlast), du.data_ptr<float>(), ddelta.data_ptr<float>(),
+  Grads gr{dout.data_ptr<float>(), optional_ptr(dlast), du.data_ptr<float>(), ddelta.data_ptr<float>(),
            p.z.p ? dz.data_ptr<float>() : nullptr, dh0.data_ptr<float>(), dA_rows.data_ptr<float>(),
            dD_rows.data_ptr<float>(), dbias_rows.data_ptr<float>(), dB_part.data_ptr<float>(),
            dC_part.data_ptr<float>()};

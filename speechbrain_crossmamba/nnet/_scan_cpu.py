@@ -16,6 +16,13 @@ import torch
 from speechbrain_crossmamba.nnet._cpu_kernels import cpu_kernels
 
 
+def _fp32_unit_stride(t):
+    """``t`` in fp32 with unit stride in its last dim (a copy only if needed)."""
+    if t.dtype != torch.float32:
+        t = t.float()
+    return t if t.stride(-1) == 1 else t.contiguous()
+
+
 def channel_last(t):
     """A (b, d, L) tensor as a (b, L, d) fp32 view with unit channel stride (a copy only if needed).
 
@@ -25,20 +32,12 @@ def channel_last(t):
     >>> channel_last(x).data_ptr() == x.data_ptr()
     True
     """
-    if t is None:
-        return None
-    t = t.transpose(1, 2)
-    if t.dtype != torch.float32:
-        t = t.float()
-    return t if t.stride(-1) == 1 else t.contiguous()
+    return None if t is None else _fp32_unit_stride(t.transpose(1, 2))
 
 
 def _states_last(t):
     """(b, g, n, L) -> a (b, L, g, n) fp32 view with unit state stride."""
-    t = t.permute(0, 3, 1, 2)
-    if t.dtype != torch.float32:
-        t = t.float()
-    return t if t.stride(-1) == 1 else t.contiguous()
+    return _fp32_unit_stride(t.permute(0, 3, 1, 2))
 
 
 def _f32(t):
