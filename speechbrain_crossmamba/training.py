@@ -28,6 +28,7 @@ import speechbrain as sb
 import torch
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.dataio.batch import PaddedData
+from speechbrain.nnet.losses import get_si_snr_with_pitwrapper
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
 from speechbrain_crossmamba.dataio.tse_data import check_csv
@@ -86,6 +87,16 @@ class TSEBrain(sb.Brain):
     and progress bars are the ``sb.Brain`` machinery. ``lr_scheduler`` is SpeechBrain's
     ``ReduceLROnPlateau`` on the validation loss; checkpoints keep the best validation SI-SNR.
 
+    **Warm start** (``warm_start_epochs: E`` > 0, with a two-output model, ``num_spks: 2``):
+    the first ``E`` epochs train plain separation, clue unused, with SpeechBrain's PIT
+    SI-SNR over the target and the rest of the mixture (``mix - target``). The later epochs
+    train extraction: output 0 is bound to the target, and with ``rest_loss_weight`` > 0
+    output 1 keeps learning the rest. A single-output TSE objective does not learn to
+    separate before it can tell whom to keep; this breaks that plateau. Separation epochs log
+    ``sep-si-snri`` (the better of the two outputs) and never count as the best checkpoint;
+    the learning-rate scheduler starts at the switch. The stage follows from the epoch, so a
+    resumed run continues in the right one.
+
     Example
     -------
     >>> from hyperpyyaml import load_hyperpyyaml
@@ -99,60 +110,100 @@ class TSEBrain(sb.Brain):
     torch.Size([2, 8000])
     """
 
+    separating = False  # set per stage by on_stage_start
+
     def compute_forward(self, batch, stage):
         """Estimates the target from ``mix_sig`` and the clue ``batch[clue_key]``.
 
-        In training, with a ``speaker_classifier`` module and ``spk_loss_weight > 0``, also
-        returns the classifier's logits on the clue embedding (the SpEx+ auxiliary loss).
+        In the separation stage of a warm start, returns both outputs without a clue,
+        [B, 2, T]. In training, with ``rest_loss_weight`` > 0, returns [B, 2, T] (target,
+        rest); with a ``speaker_classifier`` module and ``spk_loss_weight > 0``, also the
+        classifier's logits on the clue embedding (the SpEx+ auxiliary loss).
         """
         batch = batch.to(self.device)
         mix, mix_lens = batch.mix_sig
+        if self.separating:
+            return self.modules.extractor(mix, None, lengths=mix_lens, all_outputs=True)
         clue, clue_lens = getattr(batch, self.hparams.clue_key), None
         if isinstance(clue, PaddedData):
             clue, clue_lens = clue
-        estimate = self.modules.extractor(mix, clue, lengths=mix_lens, clue_lengths=clue_lens)
+        both = stage == sb.Stage.TRAIN and self._hparam("rest_loss_weight") > 0
+        estimate = self.modules.extractor(
+            mix, clue, lengths=mix_lens, clue_lengths=clue_lens, all_outputs=both
+        )
         if stage == sb.Stage.TRAIN and self._speaker_loss_on():
             extractor = getattr(self.modules.extractor, "module", self.modules.extractor)
             embedding = extractor.encode_clue(clue, clue_lens)
             return estimate, self.modules.speaker_classifier(embedding)
         return estimate
 
+    def _hparam(self, name, default=0):
+        value = getattr(self.hparams, name, default)
+        return default if value is None else value
+
     def _speaker_loss_on(self):
-        weight = getattr(self.hparams, "spk_loss_weight", 0)
-        return weight > 0 and hasattr(self.modules, "speaker_classifier")
+        return self._hparam("spk_loss_weight") > 0 and hasattr(self.modules, "speaker_classifier")
+
+    def _threshold(self, loss):
+        """SpeechBrain's ``threshold_byloss``: examples better than the threshold stop pulling."""
+        if getattr(self.hparams, "threshold_byloss", False):
+            kept = loss[loss > self.hparams.threshold]
+            loss = kept if kept.numel() > 0 else loss
+        return loss.mean()
 
     def compute_objectives(self, predictions, batch, stage):
         """Negative SI-SNR (thresholded in training); records metrics when evaluating."""
         target, lens = batch.target_sig
+        mix, _ = batch.mix_sig
+        if self.separating:
+            return self._separation_objectives(predictions, target, mix, lens, stage)
         logits = None
         if isinstance(predictions, tuple):
             predictions, logits = predictions
+        rest = None
+        if predictions.dim() == 3:
+            predictions, rest = predictions[:, 0], predictions[:, 1]
         snr = si_snr(predictions, target, lens)
         if stage == sb.Stage.TRAIN:
             loss = -snr
-            if getattr(self.hparams, "threshold_byloss", False):
-                kept = loss[loss > self.hparams.threshold]
-                loss = kept if kept.numel() > 0 else loss
-            loss = loss.mean()
+            if rest is not None:
+                loss = loss - self.hparams.rest_loss_weight * si_snr(rest, mix - target, lens)
+            loss = self._threshold(loss)
             if logits is not None:
                 ce = torch.nn.functional.cross_entropy(logits.float(), batch.spk_index.to(logits.device))
                 loss = loss + self.hparams.spk_loss_weight * ce
             return loss
-        mix, _ = batch.mix_sig
         self.valid_snr.append(snr.detach().cpu())
         self.valid_snri.append((snr - si_snr(mix, target, lens)).detach().cpu())
         if stage == sb.Stage.TEST:
             self._record_test(predictions, batch)
         return -snr.mean()
 
+    def _separation_objectives(self, outputs, target, mix, lens, stage):
+        """PIT SI-SNR over (target, rest); valid metric: the target's better output."""
+        if stage == sb.Stage.TRAIN:
+            sources = torch.stack([target, mix - target], dim=-1)
+            return self._threshold(get_si_snr_with_pitwrapper(sources, outputs.transpose(1, 2)))
+        snr = torch.stack([si_snr(outputs[:, k], target, lens) for k in range(outputs.shape[1])]).amax(0)
+        self.valid_snr.append(snr.detach().cpu())
+        self.valid_snri.append((snr - si_snr(mix, target, lens)).detach().cpu())
+        return -snr.mean()
+
     def _record_test(self, predictions, batch):
         target, lens = batch.target_sig
         mix, _ = batch.mix_sig
         clue = getattr(batch, self.hparams.clue_key)
+        wrong = []  # the estimate given the interferer's enrollment instead (interferer_clue_test)
+        if hasattr(batch, "interf_enroll_sig"):
+            other, other_lens = batch.interf_enroll_sig
+            with torch.no_grad():
+                wrong = self.modules.extractor(mix, other, lengths=lens, clue_lengths=other_lens).float()
         for i, uid in enumerate(batch.id):
             n = int(torch.round(lens[i] * target.shape[1]))
             est = predictions[i, :n].float()
             row = {"ID": uid, **utterance_metrics(est, target[i, :n], mix[i, :n])}
+            if i < len(wrong):
+                row["si-snri-interferer-clue"] = utterance_metrics(wrong[i, :n], target[i, :n], mix[i, :n])["si-snri"]
             self.test_rows.append(row)
             if len(self.test_rows) <= getattr(self.hparams, "n_examples", 0) and if_main_process():
                 signals = {"mixture": mix[i, :n], "estimate": est, "target": target[i, :n]}
@@ -167,11 +218,22 @@ class TSEBrain(sb.Brain):
                 save_example(folder, uid, signals, self.hparams.sample_rate, title)
 
     def on_stage_start(self, stage, epoch=None):
-        """Resets the metric lists; tells a dynamic-mixing train set the epoch."""
+        """Resets the metric lists; picks the warm-start stage; tells the train set the epoch."""
         self.valid_snr, self.valid_snri, self.test_rows = [], [], []
+        self.separating = stage != sb.Stage.TEST and self._in_warm_start(epoch)
         train_set = getattr(self, "_train_set", None)
         if stage == sb.Stage.TRAIN and hasattr(train_set, "set_epoch"):
             train_set.set_epoch(epoch)
+
+    def _in_warm_start(self, epoch):
+        """Whether ``epoch`` is one of the separation epochs (``warm_start_epochs``)."""
+        warm = int(self._hparam("warm_start_epochs"))
+        if warm > 0 and not getattr(self, "_checked_outputs", False):
+            extractor = getattr(self.modules.extractor, "module", self.modules.extractor)
+            if getattr(extractor.masknet, "num_spks", 1) < 2:
+                raise SystemExit("warm_start_epochs > 0 needs a two-output model: set num_spks: 2")
+            self._checked_outputs = True
+        return epoch is not None and epoch <= warm
 
     def fit(self, epoch_counter, train_set, valid_set=None, **kwargs):
         """``sb.Brain.fit``, keeping the train set to give it the epoch (dynamic mixing).
@@ -181,6 +243,7 @@ class TSEBrain(sb.Brain):
         ``benchmarks/paper_table.py``).
         """
         self._train_set = train_set
+        self._fit_start = time.monotonic()
         minutes = getattr(self.hparams, "max_train_minutes", None)
         if minutes is not None:
             epoch_counter = _until(epoch_counter, 60.0 * float(minutes))
@@ -191,15 +254,22 @@ class TSEBrain(sb.Brain):
         if stage == sb.Stage.TRAIN:
             self.train_stats = {"loss": stage_loss}
             return
+        prefix = "sep-" if self.separating else ""  # separation epochs never count as best
         stats = {
-            "si-snr": torch.cat(self.valid_snr).mean().item(),
-            "si-snri": torch.cat(self.valid_snri).mean().item(),
+            prefix + "si-snr": torch.cat(self.valid_snr).mean().item(),
+            prefix + "si-snri": torch.cat(self.valid_snri).mean().item(),
         }
         if stage == sb.Stage.VALID:
-            current_lr, next_lr = self.hparams.lr_scheduler([self.optimizer], epoch, stage_loss)
-            sb.nnet.schedulers.update_learning_rate(self.optimizer, next_lr)
+            current_lr = self.optimizer.param_groups[0]["lr"]
+            if not self.separating:  # the scheduler sees extraction losses only
+                current_lr, next_lr = self.hparams.lr_scheduler([self.optimizer], epoch, stage_loss)
+                sb.nnet.schedulers.update_learning_rate(self.optimizer, next_lr)
+            minutes = (time.monotonic() - self._fit_start) / 60.0  # this process's fit
+            meta = {"epoch": epoch, "lr": current_lr, "steps": self.optimizer_step, "minutes": round(minutes, 2)}
+            if self._hparam("warm_start_epochs") > 0:
+                meta["stage"] = "separation" if self.separating else "extraction"
             self.hparams.train_logger.log_stats(
-                stats_meta={"epoch": epoch, "lr": current_lr},
+                stats_meta=meta,
                 train_stats=self.train_stats,
                 valid_stats=stats,
             )
@@ -207,7 +277,9 @@ class TSEBrain(sb.Brain):
         elif stage == sb.Stage.TEST:
             if if_main_process():
                 path = os.path.join(self.hparams.output_folder, "test_results.csv")
-                stats = write_results(path, self.test_rows)
+                keys = ["si-snr", "si-snri", "sdr", "sdri"]
+                keys += [k for k in ("si-snri-interferer-clue",) if k in self.test_rows[0]]
+                stats = write_results(path, self.test_rows, keys)
             self.hparams.train_logger.log_stats(
                 stats_meta={"Epoch loaded": self.hparams.epoch_counter.current}, test_stats=stats
             )
@@ -249,7 +321,10 @@ def prepare_datasets(hparams):
     datasets = {"train": hparams["train_set"](**train_kwargs)}
     for split in ("valid", "test"):
         bad = check_csv(files[split], rate, skip)
-        datasets[split] = hparams["eval_set"](files[split], exclude=bad)
+        kwargs = {"exclude": bad}
+        if split == "test" and hparams.get("interferer_clue_test"):  # does the clue matter?
+            kwargs["interferer_utterances"] = files["test_utts"]
+        datasets[split] = hparams["eval_set"](files[split], **kwargs)
     return datasets
 
 

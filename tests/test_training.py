@@ -56,6 +56,7 @@ def _model_lines(path):
         ("transformer_tse", "crossmamba_tse"),
         ("mamba_tse", "crossmamba_tse"),
         ("concat_tse", "crossmamba_tse"),
+        ("film_tse", "crossmamba_tse"),
         ("transformer_tse_label", "crossmamba_tse_label"),
     ],
 )

@@ -138,8 +138,61 @@ def vector_from_text(text):
         raise ValueError(f"not a vector of numbers: {text!r}") from None
 
 
+def interferer_enrollments(rows, utterances_csv, seed=0):
+    """An enrollment of each mixture's interferer: another utterance of the interferer's speaker.
+
+    For the check that the clue matters: given the interferer's enrollment instead of the
+    target's, a model that uses its clue extracts the other speaker.
+
+    Arguments
+    ---------
+    rows : dict
+        ``{mixture ID: row}`` of a mixture CSV with an ``interf_wav`` column (SynthSpeakers).
+    utterances_csv : str
+        The split's ``ID,duration,wav,spk_id`` list, which holds ``interf_wav``.
+    seed : int
+        Picks among the speaker's other utterances.
+
+    Returns
+    -------
+    dict
+        ``{mixture ID: path}``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "utts.csv")
+    >>> _ = open(path, "w").write("ID,duration,wav,spk_id\\na,1,a.wav,s1\\nb,1,b.wav,s1\\nc,1,c.wav,s2\\n")
+    >>> interferer_enrollments({"m": {"interf_wav": "a.wav"}}, path)
+    {'m': 'b.wav'}
+    """
+    import numpy as np
+
+    speaker_of, by_speaker = {}, {}
+    with open(utterances_csv, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            speaker_of[row["wav"]] = row["spk_id"]
+            by_speaker.setdefault(row["spk_id"], []).append(row["wav"])
+    rng, chosen = np.random.default_rng(seed), {}
+    for key in sorted(rows):
+        interf = rows[key].get("interf_wav")
+        if interf not in speaker_of:
+            raise ValueError(f"{utterances_csv}: the interferer {interf} of row {key} is not listed")
+        others = [w for w in by_speaker[speaker_of[interf]] if w != interf]
+        if not others:
+            raise ValueError(f"{utterances_csv}: the interferer of row {key} has no other utterance")
+        chosen[key] = others[int(rng.integers(len(others)))]
+    return chosen
+
+
 def mixture_dataset(
-    csv_path, clue="enroll_sig", labels_to_clue=None, exclude=(), replacements=None, label_column="labels"
+    csv_path,
+    clue="enroll_sig",
+    labels_to_clue=None,
+    exclude=(),
+    replacements=None,
+    label_column="labels",
+    interferer_utterances=None,
 ):
     """A ``DynamicItemDataset`` over a mixture CSV, giving ``mix_sig``, ``target_sig`` and the clue.
 
@@ -159,6 +212,9 @@ def mixture_dataset(
         Path replacements, as in :func:`check_csv`.
     label_column : str
         The column holding the class clue (``labels``: names; FSDSoundScapes' ``label_vector``).
+    interferer_utterances : str, optional
+        The split's utterance list: items then also hold ``interf_enroll_sig``, an enrollment
+        of the interferer (:func:`interferer_enrollments`), for the wrong-clue check.
 
     Returns
     -------
@@ -184,7 +240,14 @@ def mixture_dataset(
         data.pop(key, None)
     if not data:
         raise ValueError(f"{csv_path}: no usable rows")
+    keys = ["id", "mix_sig", "target_sig", clue]
+    if interferer_utterances is not None:
+        for key, path in interferer_enrollments(data, interferer_utterances).items():
+            data[key]["interf_enroll_wav"] = path
+        keys.append("interf_enroll_sig")
     dataset = sb.dataio.dataset.DynamicItemDataset(data)
+    if interferer_utterances is not None:
+        dataset.add_dynamic_item(read_audio, takes="interf_enroll_wav", provides="interf_enroll_sig")
 
     @sb.utils.data_pipeline.takes("mix_wav", "target_wav")
     @sb.utils.data_pipeline.provides("mix_sig", "target_sig")
@@ -201,5 +264,5 @@ def mixture_dataset(
         dataset.add_dynamic_item(labels_to_clue, takes=label_column, provides="label")
     else:
         raise ValueError(f"unknown clue {clue!r}; use 'enroll_sig' or 'label'")
-    dataset.set_output_keys(["id", "mix_sig", "target_sig", clue])
+    dataset.set_output_keys(keys)
     return dataset

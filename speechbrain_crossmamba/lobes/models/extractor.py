@@ -127,7 +127,13 @@ class FusionPoint(nn.Module):
     """A query maker and a fusion module at one place of a host model.
 
     ``forward(x, clue, mask)``: the clue (vector or sequence, already on ``x``'s rows) becomes
-    a query sequence on ``x``'s axis, then the fusion module injects it into ``x``.
+    a query sequence on ``x``'s axis, then the fusion module injects it into ``x``. Without a
+    clue (``clue=None``: the separation stage of a warm start) the point passes ``x`` through.
+
+    With ``gate=True`` the point returns ``x + g * (fusion(x, q) - x)`` with a learned scalar
+    ``g`` that starts at 0 (ReZero): whatever the fusion module, the point starts as the
+    identity, so a model warm-started on separation keeps what it learned when the clue is
+    switched on.
 
     Example
     -------
@@ -135,21 +141,30 @@ class FusionPoint(nn.Module):
     >>> point = FusionPoint(FiLMFusion(16, 8))
     >>> point(torch.randn(2, 30, 16), torch.randn(2, 8)).shape
     torch.Size([2, 30, 16])
+    >>> x = torch.randn(2, 30, 16)
+    >>> torch.equal(FusionPoint(FiLMFusion(16, 8), gate=True)(x, torch.randn(2, 8)), x)
+    True
     """
 
-    def __init__(self, fusion, query=None):
+    def __init__(self, fusion, query=None, gate=False):
         super().__init__()
         self.fusion = fusion
         self.query = QueryMaker("broadcast") if query is None else query
+        self.gate = nn.Parameter(torch.zeros(1)) if gate else None
 
     def forward(self, x, clue, mask=None):
-        return self.fusion(x, self.query(clue, x), mask=mask)
+        if clue is None:
+            return x
+        fused = self.fusion(x, self.query(clue, x), mask=mask)
+        if self.gate is None:
+            return fused
+        return x + self.gate.to(x.dtype) * (fused - x)
 
 
-def fusion_points(fusion, query, keys):
+def fusion_points(fusion, query, keys, gate=False):
     """One :class:`FusionPoint` per key, each with its own copy of ``fusion`` and ``query``."""
     return nn.ModuleDict(
-        {key: FusionPoint(build(fusion), None if query is None else build(query)) for key in keys}
+        {key: FusionPoint(build(fusion), None if query is None else build(query), gate) for key in keys}
     )
 
 
@@ -208,7 +223,7 @@ class TargetExtractor(nn.Module):
             raise ValueError("no clue given: pass the enrollment, label or embedding of the target")
         return self.clue_encoder(clue, lengths=clue_lengths)
 
-    def forward(self, mix, clue, lengths=None, clue_lengths=None):
+    def forward(self, mix, clue, lengths=None, clue_lengths=None, all_outputs=False):
         """Estimates the target.
 
         Arguments
@@ -216,23 +231,50 @@ class TargetExtractor(nn.Module):
         mix : torch.Tensor
             Mixture waveforms [B, T] (or [B, 1, T]).
         clue : torch.Tensor
-            The clue, as the clue encoder takes it (enrollment [B, Te], labels [B], ...).
+            The clue, as the clue encoder takes it (enrollment [B, Te], labels [B], ...); None
+            with ``all_outputs`` separates without a clue (:meth:`separate`).
         lengths : torch.Tensor, optional
             Relative lengths (B,) of the mixtures; padding beyond them is ignored and zeroed.
         clue_lengths : torch.Tensor, optional
             Relative lengths of the clues (enrollments).
+        all_outputs : bool
+            Return every output of a mask network with several (``num_spks`` > 1), [B, S, T]:
+            the target first, then the rest of the mixture.
 
         Returns
         -------
         torch.Tensor
-            The estimated target, [B, T].
+            The estimated target, [B, T] (or [B, S, T] with ``all_outputs``).
         """
         mix = check_waveform(mix, "mixture")
-        B, T = mix.shape
-        lengths = check_lengths(lengths, B, "mixture")
+        if clue is None and all_outputs:  # plain separation: see separate()
+            return self._run(mix, None, lengths)
         if torch.is_tensor(clue):
             check_same_batch(mix, clue)
         clue = self.encode_clue(clue, clue_lengths)
+        out = self._run(mix, clue, lengths)
+        return out if all_outputs else out[:, 0]
+
+    def separate(self, mix, lengths=None):
+        """Separates without a clue (every fusion point bypassed): [B, T] -> [B, S, T].
+
+        This is the first stage of a warm start (``warm_start_epochs`` in the training YAML):
+        a mask network with ``num_spks=2`` learns plain separation with PIT, and the clue then
+        picks which output is the target.
+
+        Example
+        -------
+        >>> from hyperpyyaml import load_hyperpyyaml
+        >>> hp = load_hyperpyyaml(open("hparams/models/tse.yaml"), {"N": 16, "num_spks": 2})
+        >>> hp["extractor"].separate(torch.randn(2, 4000)).shape
+        torch.Size([2, 2, 4000])
+        """
+        return self.forward(mix, None, lengths, all_outputs=True)
+
+    def _run(self, mix, clue, lengths):
+        """Encoder, mask network (clue None: no fusion) and decoder: [B, T] -> [B, S, T]."""
+        B, T = mix.shape
+        lengths = check_lengths(lengths, B, "mixture")
         total = self.frames(T)
         padded = torch.nn.functional.pad(mix, (0, (total - 1) * self.stride + self.kernel - T))
         mask = None
@@ -242,9 +284,13 @@ class TargetExtractor(nn.Module):
             padded = padded * (torch.arange(padded.shape[1], device=mix.device)[None] < samples[:, None])
         feats = self.encoder(padded)
         est = self.masknet(feats, clue, mask)
+        if est.dim() == 3:  # one output
+            est = est[:, None]
         if mask is not None:  # frames past a mixture's end (partly real) must not leak back
-            est = est * mask[:, None, :]
-        out = self.decoder(feats * est).reshape(B, -1)[:, :T]
+            est = est * mask[:, None, None, :]
+        S = est.shape[1]
+        masked = (feats[:, None] * est).reshape(B * S, *feats.shape[1:])
+        out = self.decoder(masked).reshape(B, S, -1)[..., :T]
         if lengths is not None:
-            out = out * (torch.arange(T, device=mix.device)[None] < samples[:, None])
+            out = out * (torch.arange(T, device=mix.device)[None, None] < samples[:, None, None])
         return out

@@ -3,7 +3,8 @@
 The model reuses ``Dual_Path_Model`` (its bottleneck, segmentation, dual computation blocks,
 overlap-add and gated output) and adds, at configurable places of each dual-path layer, a
 :class:`~speechbrain_crossmamba.lobes.models.extractor.FusionPoint`: a query maker and any
-fusion module of ``nnet.fusion``. It predicts one mask (``num_spks=1``).
+fusion module of ``nnet.fusion``. It predicts one mask (``num_spks=1``), or with
+``num_spks=2`` the target's and the rest's (the warm start: separation first, then the clue).
 
 - ``fusion_at="intra"``: the clue meets each chunk (K frames) before the intra-chunk model.
 - ``fusion_at="inter"``: the clue meets the chunk axis (S chunks) before the inter-chunk model,
@@ -53,6 +54,12 @@ class TSEDualPathModel(Dual_Path_Model):
         ``"intra"``, ``"inter"`` or ``"both"``.
     fusion_layers : str or list
         ``"all"``, ``"first"`` or a list of layer indices.
+    num_spks : int
+        Masks predicted: 1, or 2 (the target first, then the rest of the mixture), as
+        SpeechBrain's ``Dual_Path_Model`` (``[B, N, L]`` for 1, ``[B, num_spks, N, L]`` else).
+    fusion_gate : bool
+        Zero-initialised gates on the fusion points: the model starts clue-blind, as the
+        identity at every fusion point (see ``FusionPoint``).
     num_layers, norm, K, skip_around_intra, linear_layer_after_inter_intra, use_global_pos_enc,
     max_length
         As SpeechBrain's ``Dual_Path_Model``.
@@ -78,6 +85,8 @@ class TSEDualPathModel(Dual_Path_Model):
         query=None,
         fusion_at="intra",
         fusion_layers="all",
+        num_spks=1,
+        fusion_gate=False,
         num_layers=1,
         norm="ln",
         K=200,
@@ -96,14 +105,14 @@ class TSEDualPathModel(Dual_Path_Model):
             num_layers=num_layers,
             norm=norm,
             K=K,
-            num_spks=1,
+            num_spks=num_spks,
             skip_around_intra=skip_around_intra,
             linear_layer_after_inter_intra=linear_layer_after_inter_intra,
             use_global_pos_enc=use_global_pos_enc,
             max_length=max_length,
         )
         keys = [f"{i}_{w}" for i in layer_indices(fusion_layers, num_layers) for w in POSITIONS[fusion_at]]
-        self.fusions = fusion_points(fusion, query, keys)
+        self.fusions = fusion_points(fusion, query, keys, gate=fusion_gate)
 
     def _clue_rows(self, clue, where, frames, K, S):
         """The clue on the rows of the intra ([B*S, K]) or inter ([B*K, S]) sequences."""
@@ -118,7 +127,7 @@ class TSEDualPathModel(Dual_Path_Model):
     def _path(self, i, where, block, rows, clue, frames, K, S, mask):
         """Fusion point (if any), sequence model and linear layer on the intra or inter rows."""
         key = f"{i}_{where}"
-        if key in self.fusions:
+        if key in self.fusions and clue is not None:
             rows = self.fusions[key](rows, self._clue_rows(clue, where, frames, K, S), mask)
         rows = run_sequence_model(getattr(block, f"{where}_mdl"), rows, mask)
         if block.linear_layer_after_inter_intra:
@@ -154,15 +163,16 @@ class TSEDualPathModel(Dual_Path_Model):
         ---------
         x : torch.Tensor
             Encoded mixture [B, in_channels, L].
-        clue : torch.Tensor
-            Encoded clue, a vector [B, C] or a sequence [B, Lc, C].
+        clue : torch.Tensor or None
+            Encoded clue, a vector [B, C] or a sequence [B, Lc, C]; None bypasses the fusion
+            points (plain separation).
         mask : torch.Tensor, optional
             Valid frames [B, L] (bool).
 
         Returns
         -------
         torch.Tensor
-            The mask [B, in_channels, L].
+            The mask [B, in_channels, L], or [B, num_spks, in_channels, L].
         """
         B, _, frames = x.shape
         if mask is None:  # chunk padding must never count, with or without batch padding
@@ -175,6 +185,9 @@ class TSEDualPathModel(Dual_Path_Model):
         seg_mask = self._Segmentation(fmask, self.K)[0]
         for i, block in enumerate(self.dual_mdl):
             x = self._dual_block(i, block, x, clue, frames, seg_mask)
-        x = self._over_add(self.conv2d(self.prelu(x)), gap)
-        x = self.output(x) * self.output_gate(x)
-        return self.activation(self.end_conv1x1(x))
+        x = self.conv2d(self.prelu(x))  # [B, N * spks, K, S]
+        x = x.reshape(B * self.num_spks, -1, *x.shape[2:])
+        x = self._over_add(x, gap)
+        x = self.end_conv1x1(self.output(x) * self.output_gate(x))
+        x = self.activation(x)
+        return x if self.num_spks == 1 else x.reshape(B, self.num_spks, *x.shape[1:])

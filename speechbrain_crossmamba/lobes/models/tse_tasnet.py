@@ -45,6 +45,10 @@ class TSESinglePathModel(nn.Module):
         Layers preceded by a fusion point: ``"all"``, ``"first"`` or indices.
     norm : str
         Input norm (``"ln"`` global, ``"cln"`` per frame), as SpeechBrain's ``select_norm``.
+    num_spks : int
+        Masks predicted: 1 (``[B, N, L]``), or 2, the target first (``[B, 2, N, L]``).
+    fusion_gate : bool
+        Zero-initialised gates on the fusion points (see ``FusionPoint``).
 
     Example
     -------
@@ -66,22 +70,27 @@ class TSESinglePathModel(nn.Module):
         query=None,
         fusion_layers="all",
         norm="ln",
+        num_spks=1,
+        fusion_gate=False,
     ):
         super().__init__()
         self.norm = select_norm(norm, in_channels, 3)
         self.conv1d = nn.Conv1d(in_channels, out_channels, 1, bias=False)
         self.layers = nn.ModuleList(build(block) for _ in range(num_layers))
-        self.fusions = fusion_points(fusion, query, map(str, layer_indices(fusion_layers, num_layers)))
+        keys = map(str, layer_indices(fusion_layers, num_layers))
+        self.fusions = fusion_points(fusion, query, keys, gate=fusion_gate)
+        self.num_spks = num_spks
         self.prelu = nn.PReLU()
-        self.mask_conv = nn.Conv1d(out_channels, in_channels, 1)
+        self.mask_conv = nn.Conv1d(out_channels, in_channels * num_spks, 1)
         self.activation = nn.ReLU()
 
     def forward(self, x, clue, mask=None):
-        """``x`` [B, in_channels, L], ``clue`` [B, C] or [B, Lc, C], ``mask`` [B, L] -> mask."""
+        """``x`` [B, in_channels, L], ``clue`` [B, C], [B, Lc, C] or None, ``mask`` [B, L] -> mask."""
         fmask = None if mask is None else mask[:, None, :].to(x.dtype)
         x = self.conv1d(masked_norm(self.norm, x, fmask)).transpose(1, 2)
         for i, layer in enumerate(self.layers):
             if str(i) in self.fusions:
                 x = self.fusions[str(i)](x, clue, mask)
             x = run_sequence_model(layer, x, mask)
-        return self.activation(self.mask_conv(self.prelu(x.transpose(1, 2))))
+        x = self.activation(self.mask_conv(self.prelu(x.transpose(1, 2))))
+        return x if self.num_spks == 1 else x.reshape(x.shape[0], self.num_spks, -1, x.shape[-1])

@@ -1,0 +1,113 @@
+"""The warm start: two-output models, identity-start fusion points, and the separation stage."""
+
+import csv
+import os
+
+import pytest
+import torch
+from hyperpyyaml import load_hyperpyyaml
+from speechbrain.inference.interfaces import Pretrained
+
+from speechbrain_crossmamba.training import main
+from test_training import TINY_MODEL, tiny_args
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODEL = os.path.join(ROOT, "hparams", "models", "tse.yaml")
+FUSIONS = ["crossmamba", "attention", "mamba", "concat", "film", "add", "multiply"]
+
+
+def _extractor(**choices):
+    sizes = {"N": 16, "N_encoder": 16, "num_layers": 1, "enroll_hidden": 16, "d_ffn": 32, "d_state": 4}
+    hp = load_hyperpyyaml(open(MODEL), {**sizes, **choices})
+    return hp["extractor"].eval()
+
+
+@pytest.mark.parametrize("host", ["dualpath", "singlepath"])
+@pytest.mark.parametrize("fusion", FUSIONS)
+def test_gated_fusion_starts_as_the_separation_model(host, fusion):
+    """At initialisation the clue changes nothing and output 0 is the clue-free separation;
+    once the gates open, the clue changes the output (so the test could see a leak)."""
+    torch.manual_seed(0)
+    model = _extractor(host=host, fusion_variant=fusion, num_spks=2, fusion_gate=True)
+    mix, clue_a = torch.randn(2, 8000), torch.randn(2, 8000)
+    clue_b = torch.sin(torch.arange(8000) * 0.3).repeat(2, 1)  # a tone: unlike noise once pooled
+    with torch.no_grad():
+        separated = model.separate(mix)
+        assert separated.shape == (2, 2, 8000)
+        assert torch.equal(model(mix, clue_a), separated[:, 0])
+        assert torch.equal(model(mix, clue_b, all_outputs=True), separated)
+        for name, param in model.named_parameters():
+            if name.endswith(".gate"):
+                param.fill_(1.0)
+        # bitwise equal if the clue did not reach the output (at init its effect is small)
+        assert not torch.equal(model(mix, clue_a), model(mix, clue_b))
+
+
+def test_separate_keeps_padding_out():
+    torch.manual_seed(0)
+    model = _extractor(num_spks=2, fusion_gate=True)
+    short, long = torch.randn(6000), torch.randn(8000)
+    batch = torch.stack([torch.nn.functional.pad(short, (0, 2000)), long])
+    with torch.no_grad():
+        both = model.separate(batch, lengths=torch.tensor([0.75, 1.0]))
+        alone = model.separate(short[None])
+    assert torch.allclose(both[0, :, :6000], alone[0], atol=1e-4)
+    assert both[0, :, 6000:].abs().max() == 0
+
+
+def test_one_output_model_has_no_separation_outputs():
+    model = _extractor()
+    assert model(torch.randn(1, 8000), torch.randn(1, 8000)).shape == (1, 8000)
+    assert model.separate(torch.randn(1, 8000)).shape == (1, 1, 8000)
+    with pytest.raises(ValueError, match="no clue given"):
+        model(torch.randn(1, 8000), None)
+
+
+def _log(out):
+    return open(os.path.join(out, "train_log.txt")).read()
+
+
+def test_warm_start_runs_separation_then_extraction_and_exports_the_extractor(tmp_path):
+    out = str(tmp_path / "run")
+    extra = ["--warm_start_epochs=1", "--rest_loss_weight=1.0"]
+    main(tiny_args(out, str(tmp_path / "data"), epochs=2, extra=extra))
+    log = _log(out)
+    assert "epoch: 1," in log and "stage: separation" in log.splitlines()[0]
+    assert "valid sep-si-snri" in log.splitlines()[0]
+    assert "stage: extraction" in log.splitlines()[1] and "valid si-snri" in log.splitlines()[1]
+    assert "Epoch loaded: 2" in log  # the test uses an extraction checkpoint, never a separation one
+    rows = list(csv.DictReader(open(os.path.join(out, "test_results.csv"))))
+    assert rows[-1]["ID"] == "avg" and float(rows[-1]["si-snri"]) == float(rows[-1]["si-snri"])
+    # the wrong-clue check ran: the same mixtures, given the interferer's enrollment
+    wrong = [float(r["si-snri-interferer-clue"]) for r in rows[:-1]]
+    assert len(wrong) == 3 and all(w == w for w in wrong)
+    assert [float(r["si-snri-interferer-clue"]) for r in rows[:-1]] != [float(r["si-snri"]) for r in rows[:-1]]
+    folder = os.path.join(out, "pretrained")
+    model = Pretrained.from_hparams(source=folder, savedir=folder)
+    wav = model.mods.extractor(torch.randn(1, 8000), torch.randn(1, 8000))
+    assert wav.shape == (1, 8000) and torch.isfinite(wav).all()
+
+
+def test_resume_across_the_stage_switch(tmp_path):
+    """A run stopped after its separation epoch resumes in the extraction stage."""
+    out, data = str(tmp_path / "run"), str(tmp_path / "data")
+    main(tiny_args(out, data, epochs=1, extra=["--warm_start_epochs=1"]))
+    assert _log(out).count("stage: separation") == 1
+    main(tiny_args(out, data, epochs=2, extra=["--warm_start_epochs=1"]))
+    lines = [line for line in _log(out).splitlines() if line.startswith("epoch:")]
+    assert len(lines) == 2 and "stage: separation" in lines[0] and "stage: extraction" in lines[1]
+
+
+def test_warm_start_with_the_label_clue(tmp_path):
+    out = str(tmp_path / "run")
+    args = tiny_args(out, str(tmp_path / "data"), yaml="crossmamba_tse_label.yaml", epochs=2)
+    main(args + ["--warm_start_epochs=1"])
+    log = _log(out)
+    assert "stage: separation" in log and "stage: extraction" in log
+
+
+def test_warm_start_needs_two_outputs(tmp_path):
+    out = str(tmp_path / "run")
+    with pytest.raises(SystemExit, match="needs a two-output model: set num_spks: 2"):
+        args = tiny_args(out, str(tmp_path / "data"), extra=["--warm_start_epochs=1"])
+        main([TINY_MODEL[:-1] + ", num_spks: 1}" if a == TINY_MODEL else a for a in args])
