@@ -94,7 +94,7 @@ def main(argv=None):
         ax.axhline(0, color="grey", lw=0.5)
         ax.set_xlabel({"minutes": "training minutes", "steps": "optimizer steps", "epoch": "epoch"}[args.x])
         ax.set_ylabel("valid SI-SNRi (dB)")
-        ax.set_title(args.title + " (dashed: separation stage, better output)")
+        ax.set_title(args.title + "\n(dashed: warm-start separation epochs, the better output)", fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         fig.tight_layout()

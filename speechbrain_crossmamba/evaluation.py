@@ -209,3 +209,51 @@ def plot_spectrograms(path, signals, sample_rate, title=""):
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
+
+
+def speaker_eer(embed, utterances_csv):
+    """Speaker-verification EER of an embedding over every pair of a split's utterances.
+
+    Scores are cosine similarities; a pair is a target trial when both utterances share
+    ``spk_id``. The EER is SpeechBrain's (``speechbrain.utils.metric_stats.EER``). With the
+    unseen test speakers of SynthSpeakers, this says whether a clue encoder knows speakers.
+
+    Arguments
+    ---------
+    embed : callable
+        ``embed(waveform [1, T]) -> embedding [1, C]`` (e.g. ``extractor.encode_clue``).
+    utterances_csv : str
+        ``ID,duration,wav,spk_id`` (``test_utts`` of ``prepare_synth_speakers``).
+
+    Returns
+    -------
+    float
+        The EER, in [0, 1].
+
+    Example
+    -------
+    >>> import tempfile, soundfile
+    >>> d = tempfile.mkdtemp(); lines = ["ID,duration,wav,spk_id"]
+    >>> for i in range(6):
+    ...     path = os.path.join(d, f"u{i}.wav")
+    ...     tone = np.sin(np.arange(4000) * (0.1 if i % 2 else 0.3)) + 0.01 * np.random.randn(4000)
+    ...     soundfile.write(path, tone, 8000)
+    ...     lines.append(f"u{i},0.5,{path},s{i % 2}")
+    >>> _ = open(os.path.join(d, "utts.csv"), "w").write("\\n".join(lines) + "\\n")
+    >>> spectrum = lambda wav: torch.fft.rfft(wav).abs()[:, :200]
+    >>> speaker_eer(spectrum, os.path.join(d, "utts.csv"))
+    0.0
+    """
+    from speechbrain.dataio.dataio import read_audio
+    from speechbrain.utils.metric_stats import EER
+
+    with open(utterances_csv, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    with torch.no_grad():
+        emb = torch.cat([embed(read_audio(r["wav"]).float()[None]).reshape(1, -1) for r in rows])
+    emb = torch.nn.functional.normalize(emb.float(), dim=1)
+    scores = emb @ emb.T
+    speakers = [r["spk_id"] for r in rows]
+    same = torch.tensor([[a == b for b in speakers] for a in speakers])
+    upper = torch.triu(torch.ones_like(same), diagonal=1)
+    return float(EER(scores[same & upper], scores[~same & upper])[0])

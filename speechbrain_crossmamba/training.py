@@ -128,12 +128,12 @@ class TSEBrain(sb.Brain):
         if isinstance(clue, PaddedData):
             clue, clue_lens = clue
         both = stage == sb.Stage.TRAIN and self._hparam("rest_loss_weight") > 0
+        speaker_loss = stage == sb.Stage.TRAIN and self._speaker_loss_on()
         estimate = self.modules.extractor(
-            mix, clue, lengths=mix_lens, clue_lengths=clue_lens, all_outputs=both
+            mix, clue, lengths=mix_lens, clue_lengths=clue_lens, all_outputs=both, return_clue=speaker_loss
         )
-        if stage == sb.Stage.TRAIN and self._speaker_loss_on():
-            extractor = getattr(self.modules.extractor, "module", self.modules.extractor)
-            embedding = extractor.encode_clue(clue, clue_lens)
+        if speaker_loss:
+            estimate, embedding = estimate
             return estimate, self.modules.speaker_classifier(embedding)
         return estimate
 

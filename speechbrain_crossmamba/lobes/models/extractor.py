@@ -223,7 +223,7 @@ class TargetExtractor(nn.Module):
             raise ValueError("no clue given: pass the enrollment, label or embedding of the target")
         return self.clue_encoder(clue, lengths=clue_lengths)
 
-    def forward(self, mix, clue, lengths=None, clue_lengths=None, all_outputs=False):
+    def forward(self, mix, clue, lengths=None, clue_lengths=None, all_outputs=False, return_clue=False):
         """Estimates the target.
 
         Arguments
@@ -240,6 +240,9 @@ class TargetExtractor(nn.Module):
         all_outputs : bool
             Return every output of a mask network with several (``num_spks`` > 1), [B, S, T]:
             the target first, then the rest of the mixture.
+        return_clue : bool
+            Also return the encoded clue (for an auxiliary speaker loss, without encoding the
+            clue twice).
 
         Returns
         -------
@@ -253,7 +256,8 @@ class TargetExtractor(nn.Module):
             check_same_batch(mix, clue)
         clue = self.encode_clue(clue, clue_lengths)
         out = self._run(mix, clue, lengths)
-        return out if all_outputs else out[:, 0]
+        out = out if all_outputs else out[:, 0]
+        return (out, clue) if return_clue else out
 
     def separate(self, mix, lengths=None):
         """Separates without a clue (every fusion point bypassed): [B, T] -> [B, S, T].
