@@ -19,7 +19,7 @@ import argparse
 import os
 import re
 
-FIELD = re.compile(r"([a-z][a-z_ -]*?): ([-+0-9.e]+|separation|extraction)")
+FIELD = re.compile(r"([a-z][a-z_ -]*?): (separation|extraction|[-+0-9.e]+)")
 
 
 def read_log(path):

@@ -111,3 +111,19 @@ def test_warm_start_needs_two_outputs(tmp_path):
     with pytest.raises(SystemExit, match="needs a two-output model: set num_spks: 2"):
         args = tiny_args(out, str(tmp_path / "data"), extra=["--warm_start_epochs=1"])
         main([TINY_MODEL[:-1] + ", num_spks: 1}" if a == TINY_MODEL else a for a in args])
+
+
+@pytest.mark.parametrize("scale", [1.0, 10.0])
+def test_gate_scale_sets_how_fast_a_gate_opens(scale):
+    """Adam moves the gate's parameter by about lr per step, so the gate opens scale * lr."""
+    from speechbrain_crossmamba.lobes.models.extractor import FusionPoint
+    from speechbrain_crossmamba.nnet.fusion import FiLMFusion
+
+    torch.manual_seed(0)
+    point = FusionPoint(FiLMFusion(16, 8), gate=True, gate_scale=scale)
+    x, clue, want = torch.randn(2, 30, 16), torch.randn(2, 8), torch.randn(2, 30, 16)
+    optimizer = torch.optim.Adam(point.parameters(), lr=1e-3)
+    ((point(x, clue) - want) ** 2).mean().backward()
+    optimizer.step()
+    opened = abs(scale * point.gate.item())
+    assert opened == pytest.approx(scale * 1e-3, rel=1e-2)

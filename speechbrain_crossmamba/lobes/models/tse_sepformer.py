@@ -60,6 +60,8 @@ class TSEDualPathModel(Dual_Path_Model):
     fusion_gate : bool
         Zero-initialised gates on the fusion points: the model starts clue-blind, as the
         identity at every fusion point (see ``FusionPoint``).
+    gate_scale : float
+        How fast the gates can open (see ``FusionPoint``).
     num_layers, norm, K, skip_around_intra, linear_layer_after_inter_intra, use_global_pos_enc,
     max_length
         As SpeechBrain's ``Dual_Path_Model``.
@@ -87,6 +89,7 @@ class TSEDualPathModel(Dual_Path_Model):
         fusion_layers="all",
         num_spks=1,
         fusion_gate=False,
+        gate_scale=1.0,
         num_layers=1,
         norm="ln",
         K=200,
@@ -112,7 +115,7 @@ class TSEDualPathModel(Dual_Path_Model):
             max_length=max_length,
         )
         keys = [f"{i}_{w}" for i in layer_indices(fusion_layers, num_layers) for w in POSITIONS[fusion_at]]
-        self.fusions = fusion_points(fusion, query, keys, gate=fusion_gate)
+        self.fusions = fusion_points(fusion, query, keys, gate=fusion_gate, gate_scale=gate_scale)
 
     def _clue_rows(self, clue, where, frames, K, S):
         """The clue on the rows of the intra ([B*S, K]) or inter ([B*K, S]) sequences."""

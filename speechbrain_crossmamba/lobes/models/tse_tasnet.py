@@ -49,6 +49,8 @@ class TSESinglePathModel(nn.Module):
         Masks predicted: 1 (``[B, N, L]``), or 2, the target first (``[B, 2, N, L]``).
     fusion_gate : bool
         Zero-initialised gates on the fusion points (see ``FusionPoint``).
+    gate_scale : float
+        How fast the gates can open (see ``FusionPoint``).
 
     Example
     -------
@@ -72,13 +74,14 @@ class TSESinglePathModel(nn.Module):
         norm="ln",
         num_spks=1,
         fusion_gate=False,
+        gate_scale=1.0,
     ):
         super().__init__()
         self.norm = select_norm(norm, in_channels, 3)
         self.conv1d = nn.Conv1d(in_channels, out_channels, 1, bias=False)
         self.layers = nn.ModuleList(build(block) for _ in range(num_layers))
         keys = map(str, layer_indices(fusion_layers, num_layers))
-        self.fusions = fusion_points(fusion, query, keys, gate=fusion_gate)
+        self.fusions = fusion_points(fusion, query, keys, gate=fusion_gate, gate_scale=gate_scale)
         self.num_spks = num_spks
         self.prelu = nn.PReLU()
         self.mask_conv = nn.Conv1d(out_channels, in_channels * num_spks, 1)
