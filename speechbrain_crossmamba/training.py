@@ -91,7 +91,7 @@ class TSEBrain(sb.Brain):
     the first ``E`` epochs train plain separation, clue unused, with SpeechBrain's PIT
     SI-SNR over the target and the rest of the mixture (``mix - target``). The later epochs
     train extraction: output 0 is bound to the target, and with ``rest_loss_weight`` > 0
-    output 1 keeps learning the rest. A single-output TSE objective does not learn to
+    output 1 keeps learning the rest (which made the extraction stage learn: docs/training.md). A single-output TSE objective does not learn to
     separate before it can tell whom to keep; this breaks that plateau. Separation epochs log
     ``sep-si-snri`` (the better of the two outputs) and never count as the best checkpoint;
     the learning-rate scheduler starts at the switch. The stage follows from the epoch, so a
@@ -127,7 +127,7 @@ class TSEBrain(sb.Brain):
         clue, clue_lens = getattr(batch, self.hparams.clue_key), None
         if isinstance(clue, PaddedData):
             clue, clue_lens = clue
-        both = stage == sb.Stage.TRAIN and self._hparam("rest_loss_weight") > 0
+        both = stage == sb.Stage.TRAIN and self._hparam("rest_loss_weight") > 0 and self._outputs() > 1
         speaker_loss = stage == sb.Stage.TRAIN and self._speaker_loss_on()
         estimate = self.modules.extractor(
             mix, clue, lengths=mix_lens, clue_lengths=clue_lens, all_outputs=both, return_clue=speaker_loss
@@ -136,6 +136,10 @@ class TSEBrain(sb.Brain):
             estimate, embedding = estimate
             return estimate, self.modules.speaker_classifier(embedding)
         return estimate
+
+    def _outputs(self):
+        extractor = getattr(self.modules.extractor, "module", self.modules.extractor)
+        return getattr(extractor.masknet, "num_spks", 1)
 
     def _hparam(self, name, default=0):
         value = getattr(self.hparams, name, default)
@@ -228,11 +232,8 @@ class TSEBrain(sb.Brain):
     def _in_warm_start(self, epoch):
         """Whether ``epoch`` is one of the separation epochs (``warm_start_epochs``)."""
         warm = int(self._hparam("warm_start_epochs"))
-        if warm > 0 and not getattr(self, "_checked_outputs", False):
-            extractor = getattr(self.modules.extractor, "module", self.modules.extractor)
-            if getattr(extractor.masknet, "num_spks", 1) < 2:
-                raise SystemExit("warm_start_epochs > 0 needs a two-output model: set num_spks: 2")
-            self._checked_outputs = True
+        if warm > 0 and self._outputs() < 2:
+            raise SystemExit("warm_start_epochs > 0 needs a two-output model: set num_spks: 2")
         return epoch is not None and epoch <= warm
 
     def fit(self, epoch_counter, train_set, valid_set=None, **kwargs):
