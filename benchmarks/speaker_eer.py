@@ -33,7 +33,8 @@ def main(argv=None):
     utterances = args.utterances or sorted(glob.glob("data/SynthSpeakers_*/test_utts.csv"))[0]
     print(f"trials: every pair of {utterances}")
     fbank = Fbank(n_mels=40, sample_rate=8000)
-    print(f"| mean log-Mel filterbank (no training) | {100 * speaker_eer(lambda w: fbank(w).mean(1), utterances):.1f} % |")
+    reference = speaker_eer(lambda w: fbank(w).mean(1), utterances)
+    print(f"| mean log-Mel filterbank (no training) | {100 * reference:.1f} % |")
     for folder in args.models:
         model = Pretrained.from_hparams(source=folder, savedir=folder)
         extractor = model.mods.extractor.eval()

@@ -91,8 +91,9 @@ class TSEBrain(sb.Brain):
     the first ``E`` epochs train plain separation, clue unused, with SpeechBrain's PIT
     SI-SNR over the target and the rest of the mixture (``mix - target``). The later epochs
     train extraction: output 0 is bound to the target, and with ``rest_loss_weight`` > 0
-    output 1 keeps learning the rest (which made the extraction stage learn: docs/training.md). A single-output TSE objective does not learn to
-    separate before it can tell whom to keep; this breaks that plateau. Separation epochs log
+    output 1 keeps learning the rest (which is what made that stage learn, docs/training.md).
+    A single-output TSE objective does not learn to separate before it can tell whom to
+    keep; this breaks that plateau. Separation epochs log
     ``sep-si-snri`` (the better of the two outputs) and never count as the best checkpoint;
     the learning-rate scheduler starts at the switch. The stage follows from the epoch, so a
     resumed run continues in the right one.
@@ -207,7 +208,8 @@ class TSEBrain(sb.Brain):
             est = predictions[i, :n].float()
             row = {"ID": uid, **utterance_metrics(est, target[i, :n], mix[i, :n])}
             if i < len(wrong):
-                row["si-snri-interferer-clue"] = utterance_metrics(wrong[i, :n], target[i, :n], mix[i, :n])["si-snri"]
+                wrong_metrics = utterance_metrics(wrong[i, :n], target[i, :n], mix[i, :n])
+                row["si-snri-interferer-clue"] = wrong_metrics["si-snri"]
             self.test_rows.append(row)
             if len(self.test_rows) <= getattr(self.hparams, "n_examples", 0) and if_main_process():
                 signals = {"mixture": mix[i, :n], "estimate": est, "target": target[i, :n]}
@@ -266,7 +268,8 @@ class TSEBrain(sb.Brain):
                 current_lr, next_lr = self.hparams.lr_scheduler([self.optimizer], epoch, stage_loss)
                 sb.nnet.schedulers.update_learning_rate(self.optimizer, next_lr)
             minutes = (time.monotonic() - self._fit_start) / 60.0  # this process's fit
-            meta = {"epoch": epoch, "lr": current_lr, "steps": self.optimizer_step, "minutes": round(minutes, 2)}
+            meta = {"epoch": epoch, "lr": current_lr, "steps": self.optimizer_step}
+            meta["minutes"] = round(minutes, 2)
             if self._hparam("warm_start_epochs") > 0:
                 meta["stage"] = "separation" if self.separating else "extraction"
             self.hparams.train_logger.log_stats(

@@ -166,9 +166,10 @@ class FusionPoint(nn.Module):
 
 def fusion_points(fusion, query, keys, gate=False, gate_scale=1.0):
     """One :class:`FusionPoint` per key, each with its own copy of ``fusion`` and ``query``."""
-    return nn.ModuleDict(
-        {key: FusionPoint(build(fusion), None if query is None else build(query), gate, gate_scale) for key in keys}
-    )
+    points = {}
+    for key in keys:
+        points[key] = FusionPoint(build(fusion), None if query is None else build(query), gate, gate_scale)
+    return nn.ModuleDict(points)
 
 
 class TargetExtractor(nn.Module):
