@@ -15,7 +15,7 @@ from speechbrain.dataio.dataio import write_audio
 from speechbrain.inference.interfaces import Pretrained
 
 from speechbrain_crossmamba.dataio.synth_events import CLASSES
-from speechbrain_crossmamba.training import TSEBrain, main, prepare_datasets
+from speechbrain_crossmamba.training import Checkpointer, TSEBrain, main, prepare_datasets
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HPARAMS = os.path.join(ROOT, "hparams")
@@ -193,7 +193,11 @@ def test_sigkill_mid_epoch_then_rerun_resumes(tmp_path, data):
     try:
         while time.time() < deadline:
             ckpts = [n for n in os.listdir(save) if n.startswith("CKPT")] if os.path.isdir(save) else []
-            if ckpts and "dataloader-TRAIN.ckpt" in os.listdir(os.path.join(save, ckpts[0])):
+            try:
+                files = os.listdir(os.path.join(save, ckpts[0])) if ckpts else []
+            except FileNotFoundError:  # replaced by a newer one meanwhile
+                files = []
+            if "dataloader-TRAIN.ckpt" in files and Checkpointer.MARKER in files:  # a complete one
                 break
             time.sleep(0.05)
     finally:
