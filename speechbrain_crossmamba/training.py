@@ -207,9 +207,10 @@ class TSEBrain(sb.Brain):
             n = int(torch.round(lens[i] * target.shape[1]))
             est = predictions[i, :n].float()
             row = {"ID": uid, **utterance_metrics(est, target[i, :n], mix[i, :n])}
-            if i < len(wrong):
-                wrong_metrics = utterance_metrics(wrong[i, :n], target[i, :n], mix[i, :n])
-                row["si-snri-interferer-clue"] = wrong_metrics["si-snri"]
+            if i < len(wrong):  # SI-SNRi only: the mixture's SI-SNR is already in the row
+                mix_snr = row["si-snr"] - row["si-snri"]
+                wrong_snr = si_snr(wrong[i, :n][None], target[i, :n].float()[None]).item()
+                row["si-snri-interferer-clue"] = wrong_snr - mix_snr
             self.test_rows.append(row)
             if len(self.test_rows) <= getattr(self.hparams, "n_examples", 0) and if_main_process():
                 signals = {"mixture": mix[i, :n], "estimate": est, "target": target[i, :n]}

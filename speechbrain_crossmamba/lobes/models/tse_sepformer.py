@@ -119,6 +119,8 @@ class TSEDualPathModel(Dual_Path_Model):
 
     def _clue_rows(self, clue, where, frames, K, S):
         """The clue on the rows of the intra ([B*S, K]) or inter ([B*K, S]) sequences."""
+        if clue is None:  # plain separation: the fusion points pass their input through
+            return None
         if clue.dim() == 2:  # a vector: the query maker broadcasts it along the axis
             return clue.repeat_interleave(S if where == "intra" else K, dim=0)
         if where == "inter":  # a sequence meets the chunk axis
@@ -130,7 +132,7 @@ class TSEDualPathModel(Dual_Path_Model):
     def _path(self, i, where, block, rows, clue, frames, K, S, mask):
         """Fusion point (if any), sequence model and linear layer on the intra or inter rows."""
         key = f"{i}_{where}"
-        if key in self.fusions and clue is not None:
+        if key in self.fusions:
             rows = self.fusions[key](rows, self._clue_rows(clue, where, frames, K, S), mask)
         rows = run_sequence_model(getattr(block, f"{where}_mdl"), rows, mask)
         if block.linear_layer_after_inter_intra:
