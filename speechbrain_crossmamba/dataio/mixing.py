@@ -16,6 +16,7 @@ import csv
 import numpy as np
 import torch
 
+from speechbrain_crossmamba.dataio.augment import babble, reverberate, speed_perturb, synthetic_rir
 from speechbrain_crossmamba.dataio.tse_data import check_audio_file
 
 _EPS = 1e-10
@@ -200,6 +201,20 @@ class DynamicMixDataset(torch.utils.data.Dataset):
     drop_short_enrollments : bool
         Use only utterances at least ``enroll_seconds`` long as enrollments (all exactly that
         long); targets without one are left out. By default shorter ones are used whole.
+    speed_range : (float, float), optional
+        Speed perturbation (:mod:`~speechbrain_crossmamba.dataio.augment`): each speaker of an
+        item plays at a speed drawn uniformly in this range, the target speaker's target and
+        enrollment alike (a new voice, as Kaldi's 0.9-1.1). Off when None.
+    reverb_prob : float
+        Probability that an item's mixture is reverberant: target and interferer each get a
+        synthetic room impulse response of one RT60 drawn in ``rt60_range``; the reference is
+        the reverberant target (extraction, not dereverberation). The enrollment is
+        reverberated independently with the same probability.
+    rt60_range : (float, float)
+        Uniform range of the RT60 in seconds.
+    noise_colors : sequence of str
+        The noise kinds drawn for ``noise_db`` without ``noise_csv``: ``white``, ``pink``,
+        ``brown`` and ``babble`` (3-5 utterances of speakers other than the target).
 
     Example
     -------
@@ -232,6 +247,10 @@ class DynamicMixDataset(torch.utils.data.Dataset):
         preload=True,
         noise_csv=None,
         drop_short_enrollments=False,
+        speed_range=None,
+        reverb_prob=0.0,
+        rt60_range=(0.2, 0.6),
+        noise_colors=("white", "pink"),
     ):
         rows = read_utterance_csv(utterances_csv, exclude)
         self.ids = [r["ID"] for r in rows]
@@ -257,6 +276,17 @@ class DynamicMixDataset(torch.utils.data.Dataset):
         self.snr_range = tuple(snr_range)
         self.noise_db = None if noise_db is None else tuple(noise_db)
         self.sample_rate = sample_rate
+        self.speed_range = None if speed_range is None else tuple(speed_range)
+        self.reverb_prob = float(reverb_prob)
+        self.rt60_range = tuple(rt60_range)
+        self.noise_colors = tuple(noise_colors)
+        unknown = set(self.noise_colors) - {"white", "pink", "brown", "babble"}
+        if unknown or not self.noise_colors:
+            raise ValueError(f"noise_colors must be among white, pink, brown, babble; got {list(noise_colors)}")
+        if self.speed_range is not None and not 0 < self.speed_range[0] <= self.speed_range[1]:
+            raise ValueError(f"speed_range must be (low, high) with 0 < low <= high; got {speed_range}")
+        if not 0.0 <= self.reverb_prob <= 1.0:
+            raise ValueError(f"reverb_prob must be in [0, 1]; got {reverb_prob}")
         self.epoch_size = epoch_size
         self.seed = seed
         self.epoch = 0
@@ -307,6 +337,27 @@ class DynamicMixDataset(torch.utils.data.Dataset):
             self._perm[key] = rng.permutation(len(self.targets))
         return self.targets[self._perm[key][pos]]
 
+    def _reverberate(self, rng, target, interferer, enroll):
+        """Target and interferer in one room (with probability ``reverb_prob``), the
+        enrollment in another (independently, with the same probability)."""
+        if rng.random() < self.reverb_prob:
+            rt60 = float(rng.uniform(*self.rt60_range))
+            target = reverberate(target, synthetic_rir(rng, rt60, self.sample_rate))
+            interferer = reverberate(interferer, synthetic_rir(rng, rt60, self.sample_rate))
+        if rng.random() < self.reverb_prob:
+            rt60 = float(rng.uniform(*self.rt60_range))
+            enroll = reverberate(enroll, synthetic_rir(rng, rt60, self.sample_rate))
+        return target, interferer, enroll
+
+    def _noise(self, rng, target_speaker):
+        """Unit-power noise of a kind drawn from ``noise_colors``."""
+        color = self.noise_colors[int(rng.integers(len(self.noise_colors)))]
+        if color != "babble":
+            return torch.from_numpy(colored_noise(self.segment, rng, color))
+        others = [j for j, s in enumerate(self.speakers) if s != target_speaker]
+        talkers = rng.choice(len(others), size=int(rng.integers(3, 6)), replace=True)
+        return babble([self._load(others[k]) for k in talkers], self.segment, rng, crop_or_pad)
+
     def __getitem__(self, index):
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} items")
@@ -321,11 +372,17 @@ class DynamicMixDataset(torch.utils.data.Dataset):
         enrolls = self._enrollments(t)
         e = enrolls[int(rng.integers(len(enrolls)))]
         snr = float(rng.uniform(*self.snr_range))
-        target = crop_or_pad(self._load(t), self.segment, rng)
-        interferer = crop_or_pad(self._load(i), self.segment, rng)
-        enroll = self._load(e)
+        target, interferer, enroll = self._load(t), self._load(i), self._load(e)
+        if self.speed_range is not None:  # one speed per speaker: target and enrollment alike
+            s_target, s_interferer = rng.uniform(*self.speed_range, size=2)
+            target, enroll = speed_perturb(target, s_target), speed_perturb(enroll, s_target)
+            interferer = speed_perturb(interferer, s_interferer)
+        target = crop_or_pad(target, self.segment, rng)
+        interferer = crop_or_pad(interferer, self.segment, rng)
         if len(enroll) > self.enroll:
             enroll = crop_or_pad(enroll, self.enroll, rng)
+        if self.reverb_prob > 0:
+            target, interferer, enroll = self._reverberate(rng, target, interferer, enroll)
         noise = level = None
         if self.noise_db is not None:
             level = float(rng.uniform(*self.noise_db))
@@ -333,8 +390,7 @@ class DynamicMixDataset(torch.utils.data.Dataset):
                 path = self.noise_paths[int(rng.integers(len(self.noise_paths)))]
                 noise = crop_or_pad(self._read(path), self.segment, rng)
             else:
-                color = ("white", "pink")[int(rng.integers(2))]
-                noise = torch.from_numpy(colored_noise(self.segment, rng, color))
+                noise = self._noise(rng, spk)
         mix, target = mix_at_snr(target, interferer, snr, noise=noise, noise_db=level)
         return {
             "id": f"e{self.epoch}_{index}_{self.ids[t]}_{self.ids[i]}",
