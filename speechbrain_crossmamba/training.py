@@ -27,6 +27,7 @@ import time
 import speechbrain as sb
 import torch
 from hyperpyyaml import load_hyperpyyaml
+from speechbrain.core import INTRA_EPOCH_CKPT_FLAG
 from speechbrain.dataio.batch import PaddedData
 from speechbrain.nnet.losses import get_si_snr_with_pitwrapper
 from speechbrain.utils.distributed import if_main_process, run_on_main
@@ -59,9 +60,13 @@ class Checkpointer(sb.utils.checkpoints.Checkpointer):
     """
 
     MARKER = "COMPLETE"
+    clock = None  # optional callable: the run's training minutes, kept in every checkpoint's meta
 
-    def save_checkpoint(self, *args, **kwargs):
-        saved = super().save_checkpoint(*args, **kwargs)
+    def save_checkpoint(self, meta=None, *args, **kwargs):
+        meta = dict(meta or {})
+        if self.clock is not None:
+            meta["train_minutes"] = round(float(self.clock()), 4)
+        saved = super().save_checkpoint(meta, *args, **kwargs)
         if saved is not None:
             open(os.path.join(saved.path, self.MARKER), "w").close()
         return saved
@@ -242,16 +247,34 @@ class TSEBrain(sb.Brain):
     def fit(self, epoch_counter, train_set, valid_set=None, **kwargs):
         """``sb.Brain.fit``, keeping the train set to give it the epoch (dynamic mixing).
 
-        With ``max_train_minutes`` in the hparams, no epoch starts once that many minutes have
-        passed since the first one of this run (equal wall-clock budgets, as in
-        ``benchmarks/paper_table.py``).
+        With ``max_train_minutes`` in the hparams, no epoch starts once the run has trained that
+        many minutes (equal wall-clock budgets, as in ``benchmarks/paper_table.py``). The minutes
+        are the run's, not the process's: every checkpoint keeps them (``train_minutes`` in its
+        meta), so a killed and resumed run logs and spends one budget, and the epoch a kill
+        interrupted is finished.
         """
         self._train_set = train_set
-        self._fit_start = time.monotonic()
+        self._fit_start, self._minutes_before, self._resumed_mid_epoch = time.monotonic(), 0.0, False
+        if isinstance(self.checkpointer, Checkpointer):
+            self.checkpointer.clock = self.train_minutes
         minutes = getattr(self.hparams, "max_train_minutes", None)
         if minutes is not None:
-            epoch_counter = _until(epoch_counter, 60.0 * float(minutes))
+            epoch_counter = _until(
+                epoch_counter, 60.0 * float(minutes), lambda: 60.0 * self.train_minutes(), lambda: self._resumed_mid_epoch
+            )
         return super().fit(epoch_counter, train_set, valid_set, **kwargs)
+
+    def on_fit_start(self):
+        """SpeechBrain's (which recovers the newest checkpoint), then the run's minutes so far."""
+        super().on_fit_start()
+        newest = self.checkpointer.find_checkpoint() if self.checkpointer is not None else None
+        if newest is not None:
+            self._minutes_before = float(newest.meta.get("train_minutes", 0.0))
+            self._resumed_mid_epoch = INTRA_EPOCH_CKPT_FLAG in newest.meta
+
+    def train_minutes(self):
+        """Minutes of training of this run: those of its checkpoint plus this process's fit."""
+        return self._minutes_before + (time.monotonic() - self._fit_start) / 60.0
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
         """Logs, steps the scheduler, keeps the best checkpoint, writes ``test_results.csv``."""
@@ -268,9 +291,8 @@ class TSEBrain(sb.Brain):
             if not self.separating:  # the scheduler sees extraction losses only
                 current_lr, next_lr = self.hparams.lr_scheduler([self.optimizer], epoch, stage_loss)
                 sb.nnet.schedulers.update_learning_rate(self.optimizer, next_lr)
-            minutes = (time.monotonic() - self._fit_start) / 60.0  # this process's fit
             meta = {"epoch": epoch, "lr": current_lr, "steps": self.optimizer_step}
-            meta["minutes"] = round(minutes, 2)
+            meta["minutes"] = round(self.train_minutes(), 2)  # the run's, across resumes
             if self._hparam("warm_start_epochs") > 0:
                 meta["stage"] = "separation" if self.separating else "extraction"
             self.hparams.train_logger.log_stats(
@@ -290,19 +312,27 @@ class TSEBrain(sb.Brain):
             )
 
 
-def _until(epochs, seconds):
-    """The epochs of ``epochs`` until ``seconds`` have passed since the first one started.
+def _until(epochs, seconds, elapsed=None, finish_current=lambda: False):
+    """The epochs of ``epochs`` that start before ``elapsed()`` reaches ``seconds``.
+
+    ``elapsed`` defaults to the seconds since the first epoch was asked for. When
+    ``finish_current()`` is true, the first epoch runs whatever the time (a resumed run
+    finishes the epoch a kill interrupted).
 
     Example
     -------
-    >>> list(_until(iter([1, 2, 3]), seconds=0))
-    [1]
+    >>> list(_until(iter([1, 2, 3]), 60, elapsed=iter([0, 30, 61]).__next__))
+    [1, 2]
+    >>> list(_until(iter([4, 5]), 60, elapsed=lambda: 90)), list(_until(iter([4, 5]), 60, lambda: 90, lambda: True))
+    ([], [4])
     """
-    start = time.monotonic()
-    for epoch in epochs:
-        yield epoch
-        if time.monotonic() - start >= seconds:
+    if elapsed is None:
+        start = time.monotonic()
+        elapsed = lambda: time.monotonic() - start  # noqa: E731
+    for i, epoch in enumerate(epochs):
+        if elapsed() >= seconds and not (i == 0 and finish_current()):
             return
+        yield epoch
 
 
 def prepare_datasets(hparams):

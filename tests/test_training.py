@@ -237,6 +237,27 @@ def test_checkpoint_cut_short_by_a_kill_is_skipped_on_resume(tmp_path, data):
     assert log.count("epoch: 1,") == 1 and log.count("epoch: 2,") == 1
 
 
+def test_a_resumed_run_keeps_its_minutes_and_its_budget(tmp_path, data):
+    """The logged minutes and max_train_minutes count the whole run, not one process: the
+    checkpoint keeps the minutes trained so far (here set to 50, as if after a long run)."""
+    out = str(tmp_path / "run")
+    args = tiny_args(out, data, epochs=3, extra=["--ckpt_interval_minutes=0"])
+    main(args[:3] + ["--number_of_epochs=1"] + args[4:])
+    save = os.path.join(out, "save")
+    (ckpt,) = [n for n in os.listdir(save) if n.startswith("CKPT")]
+    meta = os.path.join(save, ckpt, "CKPT.yaml")
+    text = open(meta).read()
+    first = float(re.search(r"train_minutes: ([0-9.e-]+)", text).group(1))
+    assert 0 < first < 5
+    open(meta, "w").write(re.sub(r"train_minutes: [0-9.e-]+", "train_minutes: 50.0", text))
+    main(args[:3] + ["--number_of_epochs=2"] + args[4:] + ["--max_train_minutes=100"])
+    line = [x for x in open(os.path.join(out, "train_log.txt")) if x.startswith("epoch: 2,")][0]
+    assert 50.0 < float(re.search(r"minutes: ([0-9.]+)", line).group(1)) < 55.0
+    main(args + ["--max_train_minutes=30"])  # 50 minutes are spent: epoch 3 never starts
+    log = open(os.path.join(out, "train_log.txt")).read()
+    assert "epoch: 2," in log and "epoch: 3," not in log and "test si-snri" in log.split("epoch: 2,")[-1]
+
+
 def test_label_task_one_tiny_epoch(tmp_path):
     out = str(tmp_path / "run")
     main(tiny_args(out, str(tmp_path / "data"), yaml="crossmamba_tse_label.yaml"))
