@@ -61,6 +61,7 @@ class Checkpointer(sb.utils.checkpoints.Checkpointer):
 
     MARKER = "COMPLETE"
     clock = None  # optional callable: the run's training minutes, kept in every checkpoint's meta
+    loaded = None  # the checkpoint last loaded (its meta holds the minutes trained before it)
 
     def save_checkpoint(self, meta=None, *args, **kwargs):
         meta = dict(meta or {})
@@ -70,6 +71,10 @@ class Checkpointer(sb.utils.checkpoints.Checkpointer):
         if saved is not None:
             open(os.path.join(saved.path, self.MARKER), "w").close()
         return saved
+
+    def load_checkpoint(self, checkpoint):
+        self.loaded = checkpoint
+        return super().load_checkpoint(checkpoint)
 
     def list_checkpoints(self):
         checkpoints, complete = super().list_checkpoints(), []
@@ -256,7 +261,7 @@ class TSEBrain(sb.Brain):
         self._train_set = train_set
         self._fit_start, self._minutes_before, self._resumed_mid_epoch = time.monotonic(), 0.0, False
         if isinstance(self.checkpointer, Checkpointer):
-            self.checkpointer.clock = self.train_minutes
+            self.checkpointer.clock, self.checkpointer.loaded = self.train_minutes, None
         minutes = getattr(self.hparams, "max_train_minutes", None)
         if minutes is not None:
             epoch_counter = _until(
@@ -265,12 +270,13 @@ class TSEBrain(sb.Brain):
         return super().fit(epoch_counter, train_set, valid_set, **kwargs)
 
     def on_fit_start(self):
-        """SpeechBrain's (which recovers the newest checkpoint), then the run's minutes so far."""
+        """SpeechBrain's (which recovers the newest checkpoint), then the run's minutes so far,
+        from the meta of the checkpoint it loaded."""
         super().on_fit_start()
-        newest = self.checkpointer.find_checkpoint() if self.checkpointer is not None else None
-        if newest is not None:
-            self._minutes_before = float(newest.meta.get("train_minutes", 0.0))
-            self._resumed_mid_epoch = INTRA_EPOCH_CKPT_FLAG in newest.meta
+        loaded = getattr(self.checkpointer, "loaded", None)
+        if loaded is not None:
+            self._minutes_before = float(loaded.meta.get("train_minutes", 0.0))
+            self._resumed_mid_epoch = INTRA_EPOCH_CKPT_FLAG in loaded.meta
 
     def train_minutes(self):
         """Minutes of training of this run: those of its checkpoint plus this process's fit."""
