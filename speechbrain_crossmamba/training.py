@@ -21,7 +21,6 @@ Authors
 
 import logging
 import os
-import shutil
 import time
 
 import speechbrain as sb
@@ -32,59 +31,12 @@ from speechbrain.dataio.batch import PaddedData
 from speechbrain.nnet.losses import get_si_snr_with_pitwrapper
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
+from speechbrain_crossmamba.checkpoints import Checkpointer  # the YAMLs name training.Checkpointer
 from speechbrain_crossmamba.dataio.tse_data import check_csv
 from speechbrain_crossmamba.evaluation import save_example, si_snr, utterance_metrics, write_results
 from speechbrain_crossmamba.export import export_pretrained
 
 logger = logging.getLogger(__name__)
-
-
-class Checkpointer(sb.utils.checkpoints.Checkpointer):
-    """SpeechBrain's ``Checkpointer``, safe against a kill in the middle of a save.
-
-    SpeechBrain writes a checkpoint's meta file first and its parameter files after it, so a
-    process killed while saving leaves a checkpoint that looks complete and then fails to load
-    (``EOFError`` from ``torch.load``). This one writes a ``COMPLETE`` marker after the last
-    file, and ignores (and removes) checkpoints without it: a kill loses at most the
-    checkpoint interval.
-
-    Example
-    -------
-    >>> import tempfile, torch
-    >>> layer = torch.nn.Linear(2, 2)
-    >>> ckpt = Checkpointer(tempfile.mkdtemp(), {"layer": layer})
-    >>> saved = ckpt.save_checkpoint()
-    >>> os.remove(os.path.join(saved.path, Checkpointer.MARKER))  # as if killed mid-save
-    >>> ckpt.list_checkpoints()
-    []
-    """
-
-    MARKER = "COMPLETE"
-    clock = None  # optional callable: the run's training minutes, kept in every checkpoint's meta
-    loaded = None  # the checkpoint last loaded (its meta holds the minutes trained before it)
-
-    def save_checkpoint(self, meta=None, *args, **kwargs):
-        meta = dict(meta or {})
-        if self.clock is not None:
-            meta["train_minutes"] = round(float(self.clock()), 4)
-        saved = super().save_checkpoint(meta, *args, **kwargs)
-        if saved is not None:
-            open(os.path.join(saved.path, self.MARKER), "w").close()
-        return saved
-
-    def load_checkpoint(self, checkpoint):
-        self.loaded = checkpoint
-        return super().load_checkpoint(checkpoint)
-
-    def list_checkpoints(self):
-        checkpoints, complete = super().list_checkpoints(), []
-        for ckpt in checkpoints:
-            if os.path.exists(os.path.join(ckpt.path, self.MARKER)):
-                complete.append(ckpt)
-            elif if_main_process():
-                logger.warning("Removing the incomplete checkpoint %s (killed mid-save)", ckpt.path)
-                shutil.rmtree(ckpt.path, ignore_errors=True)
-        return complete
 
 
 class TSEBrain(sb.Brain):
@@ -95,7 +47,10 @@ class TSEBrain(sb.Brain):
     threshold stop pulling). Gradient clipping (``max_grad_norm``), mixed precision
     (``--precision=bf16``), intra-epoch checkpoints (``ckpt_interval_minutes``), resuming, DDP
     and progress bars are the ``sb.Brain`` machinery. ``lr_scheduler`` is SpeechBrain's
-    ``ReduceLROnPlateau`` on the validation loss; checkpoints keep the best validation SI-SNR.
+    ``ReduceLROnPlateau`` on the validation loss; on top of it, after epoch ``lr_decay_from``
+    and after every later extraction epoch, the learning rate is multiplied by ``lr_decay``
+    (1.0: off; the optimizer keeps the rate, so it survives a resume). Checkpoints keep the
+    best validation SI-SNR.
 
     **Warm start** (``warm_start_epochs: E`` > 0, with a two-output model, ``num_spks: 2``):
     the first ``E`` epochs train plain separation, clue unused, with SpeechBrain's PIT
@@ -155,6 +110,12 @@ class TSEBrain(sb.Brain):
     def _hparam(self, name, default=0):
         value = getattr(self.hparams, name, default)
         return default if value is None else value
+
+    def _lr_decay(self):
+        decay = float(self._hparam("lr_decay", 1.0))
+        if not 0.0 < decay <= 1.0:
+            raise SystemExit(f"lr_decay must be in (0, 1] (1.0: off), got {decay}")
+        return decay
 
     def _speaker_loss_on(self):
         return self._hparam("spk_loss_weight") > 0 and hasattr(self.modules, "speaker_classifier")
@@ -272,6 +233,7 @@ class TSEBrain(sb.Brain):
     def on_fit_start(self):
         """SpeechBrain's (which recovers the newest checkpoint), then the run's minutes so far,
         from the meta of the checkpoint it loaded."""
+        self._lr_decay()  # a bad value stops the run before it trains, not after an epoch
         super().on_fit_start()
         loaded = getattr(self.checkpointer, "loaded", None)
         if loaded is not None:
@@ -296,6 +258,9 @@ class TSEBrain(sb.Brain):
             current_lr = self.optimizer.param_groups[0]["lr"]
             if not self.separating:  # the scheduler sees extraction losses only
                 current_lr, next_lr = self.hparams.lr_scheduler([self.optimizer], epoch, stage_loss)
+                if epoch >= self._hparam("lr_decay_from", 1):  # a fixed decay on top (as DPRNN's)
+                    floor = getattr(self.hparams.lr_scheduler, "lr_min", 0.0)
+                    next_lr = max(next_lr * self._lr_decay(), min(floor, next_lr))
                 sb.nnet.schedulers.update_learning_rate(self.optimizer, next_lr)
             meta = {"epoch": epoch, "lr": current_lr, "steps": self.optimizer_step}
             meta["minutes"] = round(self.train_minutes(), 2)  # the run's, across resumes
@@ -339,6 +304,40 @@ def _until(epochs, seconds, elapsed=None, finish_current=lambda: False):
         if elapsed() >= seconds and not (i == 0 and finish_current()):
             return
         yield epoch
+
+
+def load_speaker_embedding(extractor, path):
+    """Starts the clue of ``extractor`` from a pretrained speaker embedding (``train_speaker.py``).
+
+    The clue must be a ``SpeakerEmbeddingClue`` (``clue_variant: speaker``) with the sizes and
+    sample rate the file was trained with; a wrong clue, a missing or unreadable file or another
+    configuration stop the run with one line. A resumed run's checkpoint replaces these
+    weights, as it replaces all others.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from speechbrain_crossmamba.speaker_training import save_speaker_embedding
+    >>> hp = load_hyperpyyaml(open("hparams/models/tse.yaml"), {"N": 16, "num_layers": 1,
+    ...     "clue_variant": "speaker", "ecapa_channels": 16, "ecapa_embedding": 8})
+    >>> path = os.path.join(tempfile.mkdtemp(), "embedding_model.ckpt")
+    >>> save_speaker_embedding(hp["extractor"].clue_encoder.embedding_model, path)
+    >>> load_speaker_embedding(hp["extractor"], path)
+    """
+    model = getattr(extractor.clue_encoder, "embedding_model", None)
+    if model is None:
+        raise SystemExit("speaker_embedding_ckpt needs the ECAPA clue: set clue_variant: speaker")
+    if not os.path.isfile(path):
+        raise SystemExit(f"speaker_embedding_ckpt: no such file {path} (train_speaker.py writes it)")
+    try:
+        saved = torch.load(path, map_location="cpu")
+        config, state = saved["config"], saved["state_dict"]
+    except Exception as error:  # noqa: BLE001 - any unreadable file gets one line
+        raise SystemExit(f"speaker_embedding_ckpt {path} is not a train_speaker.py file: {error!r}"[:300])
+    if config != model.config:
+        raise SystemExit(f"speaker_embedding_ckpt {path} was trained with {config}; the clue is {model.config}")
+    model.load_state_dict(state)
+    logger.info("clue encoder started from the speaker embedding %s", path)
 
 
 def prepare_datasets(hparams):
@@ -400,6 +399,8 @@ def main(argv):
         run_opts=run_opts,
         checkpointer=hparams["checkpointer"],
     )
+    if hparams.get("speaker_embedding_ckpt"):
+        load_speaker_embedding(hparams["modules"]["extractor"], hparams["speaker_embedding_ckpt"])
     brain.fit(
         hparams["epoch_counter"],
         datasets["train"],

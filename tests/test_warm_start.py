@@ -109,6 +109,20 @@ def test_resume_across_the_stage_switch(tmp_path):
     assert len(lines) == 2 and "stage: separation" in lines[0] and "stage: extraction" in lines[1]
 
 
+def test_lr_decay_acts_after_extraction_epochs_and_survives_a_resume(tmp_path):
+    """lr_decay multiplies the learning rate after every extraction epoch from lr_decay_from
+    on (never after a separation epoch); a resumed run continues from the decayed rate."""
+    out, data = str(tmp_path / "run"), str(tmp_path / "data")
+    extra = ["--warm_start_epochs=2", "--lr_decay=0.5", "--lr_decay_from=2", "--ckpt_interval_minutes=0"]
+    main(tiny_args(out, data, epochs=3, extra=extra))
+    main(tiny_args(out, data, epochs=5, extra=extra))  # resumed after epoch 3
+    lines = [line for line in _log(out).splitlines() if line.startswith("epoch:")]
+    rates = [float(line.split("lr: ")[1].split(",")[0]) for line in lines]
+    assert rates == pytest.approx([1e-3, 1e-3, 1e-3, 5e-4, 2.5e-4])
+    with pytest.raises(SystemExit, match=r"lr_decay must be in \(0, 1\]"):
+        main(tiny_args(out, data, epochs=6, extra=extra[:1] + ["--lr_decay=1.5"]))
+
+
 def test_warm_start_with_the_label_clue(tmp_path):
     out = str(tmp_path / "run")
     args = tiny_args(out, str(tmp_path / "data"), yaml="crossmamba_tse_label.yaml", epochs=2)

@@ -1,9 +1,12 @@
 """Clue encoders, and the query makers that put a clue on the axis it meets.
 
-A clue tells the extractor what to extract. Four kinds are supported:
+A clue tells the extractor what to extract. Four kinds are supported (enrollment speech has two
+encoders):
 
 - :class:`EnrollmentEncoder`: enrollment speech, encoded with the mixture's own encoder and a
   small network, then pooled to a vector;
+- :class:`SpeakerEmbeddingClue`: enrollment speech through SpeechBrain's ``ECAPA_TDNN`` on
+  ``Fbank``, which can be pretrained for speaker verification first;
 - :class:`LabelEncoder`: a class label (one-hot index or multi-hot vector), as in Waveformer;
 - :class:`VectorClue`: an external vector, e.g. a speaker embedding computed elsewhere;
 - :class:`SequenceClue`: a time-aligned sequence, e.g. lip embeddings at 25 fps.
@@ -19,7 +22,8 @@ Authors
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from speechbrain.lobes.models.ECAPA_TDNN import AttentiveStatisticsPooling
+from speechbrain.lobes.features import Fbank
+from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN, AttentiveStatisticsPooling
 
 from speechbrain_crossmamba.checks import check_finite, check_lengths, check_waveform
 from speechbrain_crossmamba.nnet.cross_mamba import align_clue
@@ -36,6 +40,35 @@ def count_frames(encoder, num_samples):
     """
     kernel, stride = encoder.conv1d.kernel_size[0], encoder.conv1d.stride[0]
     return (num_samples - kernel) // stride + 1
+
+
+def checked_enrollment(wav, lengths, sample_rate, min_seconds):
+    """Checks an enrollment batch; returns it, its lengths in samples and its validity mask.
+
+    A NaN/Inf, a wrong shape, an enrollment shorter than ``min_seconds`` or a silent one
+    raises a one-line ``ValueError`` naming the problem.
+
+    Example
+    -------
+    >>> wav, samples, valid = checked_enrollment(torch.ones(2, 8000), torch.tensor([1.0, 0.5]), 8000, 0.5)
+    >>> samples.tolist(), valid.sum(1).tolist()
+    ([8000, 4000], [8000, 4000])
+    """
+    min_samples = round(min_seconds * sample_rate)
+    wav = check_waveform(wav, "enrollment")
+    lengths = check_lengths(lengths, wav.shape[0], "enrollment")
+    samples = torch.full((wav.shape[0],), wav.shape[1], device=wav.device)
+    if lengths is not None:
+        samples = torch.round(lengths * wav.shape[1]).long()
+    if int(samples.min()) < min_samples:
+        raise ValueError(
+            f"enrollment is {int(samples.min()) / sample_rate:.2f} s long; the minimum "
+            f"is {min_seconds:.2f} s ({min_samples} samples at {sample_rate} Hz)"
+        )
+    valid = torch.arange(wav.shape[1], device=wav.device)[None] < samples[:, None]
+    if not bool((wav.abs() * valid).amax(dim=1).gt(0).all()):
+        raise ValueError("enrollment is silent (all zeros); it carries no clue")
+    return wav, samples, valid
 
 
 class EnrollmentEncoder(nn.Module):
@@ -100,20 +133,7 @@ class EnrollmentEncoder(nn.Module):
 
     def forward(self, wav, lengths=None):
         """``wav`` [B, T] enrollment, ``lengths`` relative lengths (B,) -> [B, d_clue]."""
-        min_samples = round(self.min_seconds * self.sample_rate)
-        wav = check_waveform(wav, "enrollment")
-        lengths = check_lengths(lengths, wav.shape[0], "enrollment")
-        samples = torch.full((wav.shape[0],), wav.shape[1], device=wav.device)
-        if lengths is not None:
-            samples = torch.round(lengths * wav.shape[1]).long()
-        if int(samples.min()) < min_samples:
-            raise ValueError(
-                f"enrollment is {int(samples.min()) / self.sample_rate:.2f} s long; the minimum "
-                f"is {self.min_seconds:.2f} s ({min_samples} samples at {self.sample_rate} Hz)"
-            )
-        valid = torch.arange(wav.shape[1], device=wav.device)[None] < samples[:, None]
-        if not bool((wav.abs() * valid).amax(dim=1).gt(0).all()):
-            raise ValueError("enrollment is silent (all zeros); it carries no clue")
+        wav, samples, valid = checked_enrollment(wav, lengths, self.sample_rate, self.min_seconds)
         feats = self.encoder(wav * valid)
         frames = count_frames(self.encoder, samples).clamp(min=1)
         mask = (torch.arange(feats.shape[-1], device=wav.device)[None] < frames[:, None])
@@ -126,6 +146,96 @@ class EnrollmentEncoder(nn.Module):
         else:
             pooled = self.pool(h, lengths=frames.to(h.dtype) / feats.shape[-1])[..., 0]
         return self.out(pooled)
+
+
+class SpeakerEmbedding(nn.Module):
+    """A speaker embedding ``[B, embedding_size]``: SpeechBrain's ``ECAPA_TDNN`` on ``Fbank``.
+
+    The part of :class:`SpeakerEmbeddingClue` that ``train_speaker.py`` pretrains for speaker
+    verification (``AdditiveAngularMargin`` over the training speakers). The filterbank is
+    mean-normalised over the valid frames of each enrollment and the padding is zeroed; ECAPA's
+    pooling uses the relative lengths (its convolutions still see the zeros at a padded end).
+    ECAPA's batch norms need training batches of two or more.
+
+    Arguments
+    ---------
+    sample_rate : int
+        Sample rate of the enrollment.
+    n_mels : int
+        Mel bands of the filterbank.
+    channels : int
+        Channels of the SE-Res2Net blocks (a multiple of 8); the last layer has 3x.
+    embedding_size : int
+        Size of the embedding.
+    min_seconds : float
+        Shortest accepted enrollment; shorter ones raise a ``ValueError``.
+
+    Example
+    -------
+    >>> SpeakerEmbedding(channels=32, embedding_size=16)(torch.randn(2, 8000)).shape
+    torch.Size([2, 16])
+    """
+
+    def __init__(self, sample_rate=8000, n_mels=40, channels=128, embedding_size=128, min_seconds=0.5):
+        super().__init__()
+        if channels % 8:
+            raise ValueError(f"channels must be a multiple of 8 (Res2Net scale 8), got {channels}")
+        self.config = {"sample_rate": sample_rate, "n_mels": n_mels, "channels": channels,
+                       "embedding_size": embedding_size}
+        self.min_seconds = min_seconds
+        self.fbank = Fbank(sample_rate=sample_rate, n_mels=n_mels)
+        self.ecapa = ECAPA_TDNN(
+            n_mels,
+            lin_neurons=embedding_size,
+            channels=[channels] * 4 + [3 * channels],
+            attention_channels=max(channels // 2, 8),
+            se_channels=max(channels // 2, 8),
+        )
+
+    def forward(self, wav, lengths=None):
+        """``wav`` [B, T] enrollment, ``lengths`` relative lengths (B,) -> [B, embedding_size]."""
+        rate = self.config["sample_rate"]
+        wav, samples, valid = checked_enrollment(wav, lengths, rate, self.min_seconds)
+        if self.training and wav.shape[0] < 2:
+            raise ValueError("the ECAPA speaker clue trains on batches of 2 or more (batch norm); "
+                             "use batch_size >= 2 and drop_last: True in the train loader")
+        feats = self.fbank(wav * valid)
+        rel = samples.to(feats.dtype) / wav.shape[1]
+        frames = torch.arange(feats.shape[1], device=wav.device)[None] < (rel * feats.shape[1]).ceil()[:, None]
+        mean = (feats * frames[..., None]).sum(1, keepdim=True) / frames.sum(1)[:, None, None]
+        return self.ecapa((feats - mean) * frames[..., None], lengths=rel)[:, 0]
+
+
+class SpeakerEmbeddingClue(nn.Module):
+    """Encodes enrollment speech into a clue vector ``[B, d_clue]`` with a :class:`SpeakerEmbedding`.
+
+    ``embedding_model`` (ECAPA_TDNN on Fbank) can be pretrained on its own, so that the clue
+    knows speakers before extraction starts (``python train_speaker.py
+    hparams/ecapa_synthspeakers.yaml``); a TSE run loads it with ``speaker_embedding_ckpt``.
+    A linear map gives the clue size.
+
+    Arguments
+    ---------
+    d_clue : int
+        Size of the clue vector.
+    sample_rate, n_mels, channels, embedding_size, min_seconds
+        Those of :class:`SpeakerEmbedding`.
+
+    Example
+    -------
+    >>> clue = SpeakerEmbeddingClue(d_clue=24, channels=32, embedding_size=16)
+    >>> clue(torch.randn(2, 8000), lengths=torch.tensor([1.0, 0.75])).shape
+    torch.Size([2, 24])
+    """
+
+    def __init__(self, d_clue, sample_rate=8000, n_mels=40, channels=128, embedding_size=128, min_seconds=0.5):
+        super().__init__()
+        self.embedding_model = SpeakerEmbedding(sample_rate, n_mels, channels, embedding_size, min_seconds)
+        self.out = nn.Linear(embedding_size, d_clue)
+
+    def forward(self, wav, lengths=None):
+        """``wav`` [B, T] enrollment, ``lengths`` relative lengths (B,) -> [B, d_clue]."""
+        return self.out(self.embedding_model(wav, lengths))
 
 
 class LabelEncoder(nn.Module):

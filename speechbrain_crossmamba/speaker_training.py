@@ -1,0 +1,95 @@
+"""Speaker-verification pretraining of the ECAPA clue (``SpeakerEmbeddingClue``).
+
+``python train_speaker.py hparams/ecapa_synthspeakers.yaml`` trains SpeechBrain's ``ECAPA_TDNN``
+on ``Fbank`` with ``AdditiveAngularMargin`` over the training speakers, keeps the checkpoint with
+the best EER on the validation speakers, reports the EER on the unseen test speakers and writes
+``<output_folder>/embedding_model.ckpt``. A TSE run starts its clue from it with
+``--clue_variant=speaker --speaker_embedding_ckpt=<that file>``.
+
+Authors
+ * speechbrain-crossmamba contributors
+"""
+
+import os
+
+import speechbrain as sb
+import torch
+from hyperpyyaml import load_hyperpyyaml
+from speechbrain.utils.distributed import if_main_process, run_on_main
+
+from speechbrain_crossmamba.evaluation import speaker_eer
+
+
+class SpeakerBrain(sb.Brain):
+    """Speaker classification with an angular margin; the EER on held-out speakers as metric.
+
+    Modules: ``embedding_model`` (a ``SpeakerEmbedding``) and ``classifier``
+    (SpeechBrain's ECAPA ``Classifier``); ``compute_cost`` is SpeechBrain's ``LogSoftmaxWrapper``
+    around ``AdditiveAngularMargin``. After every epoch the EER over every pair of the
+    ``eer_csv`` utterances is logged, and the checkpoint with the lowest one is kept.
+    """
+
+    def compute_forward(self, batch, stage):
+        batch = batch.to(self.device)
+        wav, lengths = batch.sig
+        return self.modules.classifier(self.modules.embedding_model(wav, lengths)[:, None])
+
+    def compute_objectives(self, predictions, batch, stage):
+        return self.hparams.compute_cost(predictions, batch.spk.data)
+
+    def on_stage_start(self, stage, epoch=None):
+        super().on_stage_start(stage, epoch)
+        if stage == sb.Stage.TRAIN and hasattr(self.train_set, "set_epoch"):
+            self.train_set.set_epoch(epoch)
+
+    def eer(self, utterances_csv):
+        """EER of the current embedding over every pair of ``utterances_csv``."""
+        self.modules.eval()
+        model = self.modules.embedding_model
+        return speaker_eer(lambda wav: model(wav.to(self.device)), utterances_csv)
+
+    def on_stage_end(self, stage, stage_loss, epoch=None):
+        if stage != sb.Stage.TRAIN:
+            return
+        stats = {"eer": self.eer(self.hparams.eer_csv)}
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.hparams.train_logger.log_stats({"epoch": epoch, "lr": lr}, {"loss": stage_loss}, stats)
+        self.checkpointer.save_and_keep_only(meta=stats, min_keys=["eer"])
+
+
+def save_speaker_embedding(model, path):
+    """Writes a ``SpeakerEmbedding``'s weights and configuration (what ``load_speaker_embedding``
+    checks before starting a TSE clue from it)."""
+    torch.save({"config": model.config, "state_dict": model.state_dict()}, path)
+
+
+def main(argv):
+    """The recipe: trains, keeps the best-EER checkpoint, writes ``embedding_model.ckpt``."""
+    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    try:
+        with open(hparams_file, encoding="utf-8") as fin:
+            hparams = load_hyperpyyaml(fin, overrides)
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"{hparams_file}: {error}") from None
+    sb.utils.distributed.ddp_init_group(run_opts)
+    sb.create_experiment_directory(hparams["output_folder"], hparams_file, overrides)
+    try:
+        files = run_on_main(hparams["prepare_data"]) or hparams["prepare_data"]()
+        train_set = hparams["train_set"](files["train_utts"])
+    except (OSError, ValueError, ImportError) as error:
+        raise SystemExit(f"data error: {error}") from None
+    if len(train_set.speakers) != hparams["n_train_speakers"]:
+        raise SystemExit(f"the training utterances have {len(train_set.speakers)} speakers; the "
+                         f"classifier has n_train_speakers: {hparams['n_train_speakers']}")
+    hparams["eer_csv"] = files["valid_utts"]
+    brain = SpeakerBrain(hparams["modules"], hparams["optimizer"], hparams, run_opts, hparams["checkpointer"])
+    brain.train_set = train_set
+    brain.fit(hparams["epoch_counter"], train_set, train_loader_kwargs=hparams["dataloader_opts"])
+    brain.checkpointer.recover_if_possible(min_key="eer")
+    test_eer = brain.eer(files["test_utts"])
+    hparams["train_logger"].log_stats({"best checkpoint": "lowest valid EER"}, test_stats={"eer": test_eer})
+    if if_main_process():
+        path = os.path.join(hparams["output_folder"], "embedding_model.ckpt")
+        save_speaker_embedding(brain.hparams.embedding_model, path)
+        print(f"test EER {100 * test_eer:.1f} %; speaker embedding written to {path}")
+    return brain
