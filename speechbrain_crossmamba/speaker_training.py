@@ -27,6 +27,20 @@ class SpeakerBrain(sb.Brain):
     (SpeechBrain's ECAPA ``Classifier``); ``compute_cost`` is SpeechBrain's ``LogSoftmaxWrapper``
     around ``AdditiveAngularMargin``. After every epoch the EER over every pair of the
     ``eer_csv`` utterances is logged, and the checkpoint with the lowest one is kept.
+
+    Example
+    -------
+    >>> from speechbrain.dataio.batch import PaddedBatch
+    >>> from speechbrain.lobes.models.ECAPA_TDNN import Classifier
+    >>> from speechbrain.nnet.losses import AdditiveAngularMargin, LogSoftmaxWrapper
+    >>> from speechbrain_crossmamba.nnet.clue import SpeakerEmbedding
+    >>> modules = {"embedding_model": SpeakerEmbedding(channels=16, embedding_size=8),
+    ...            "classifier": Classifier(input_size=8, out_neurons=3)}
+    >>> brain = SpeakerBrain(modules, hparams={"compute_cost": LogSoftmaxWrapper(AdditiveAngularMargin())})
+    >>> batch = PaddedBatch([{"id": str(i), "sig": torch.randn(8000), "spk": torch.tensor([i])} for i in range(3)])
+    >>> loss = brain.compute_objectives(brain.compute_forward(batch, sb.Stage.TRAIN), batch, sb.Stage.TRAIN)
+    >>> bool(loss > 0)
+    True
     """
 
     def compute_forward(self, batch, stage):
@@ -59,7 +73,17 @@ class SpeakerBrain(sb.Brain):
 
 def save_speaker_embedding(model, path):
     """Writes a ``SpeakerEmbedding``'s weights and configuration (what ``load_speaker_embedding``
-    checks before starting a TSE clue from it)."""
+    checks before starting a TSE clue from it).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from speechbrain_crossmamba.nnet.clue import SpeakerEmbedding
+    >>> path = os.path.join(tempfile.mkdtemp(), "embedding_model.ckpt")
+    >>> save_speaker_embedding(SpeakerEmbedding(channels=16, embedding_size=8), path)
+    >>> torch.load(path)["config"]["channels"]
+    16
+    """
     torch.save({"config": model.config, "state_dict": model.state_dict()}, path)
 
 
