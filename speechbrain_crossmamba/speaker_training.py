@@ -10,6 +10,7 @@ Authors
  * speechbrain-crossmamba contributors
 """
 
+import logging
 import os
 
 import speechbrain as sb
@@ -18,6 +19,8 @@ from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
 from speechbrain_crossmamba.evaluation import speaker_eer
+
+logger = logging.getLogger(__name__)
 
 
 class SpeakerBrain(sb.Brain):
@@ -85,6 +88,39 @@ def save_speaker_embedding(model, path):
     16
     """
     torch.save({"config": model.config, "state_dict": model.state_dict()}, path)
+
+
+def load_speaker_embedding(extractor, path):
+    """Starts the clue of ``extractor`` from a pretrained speaker embedding (``train_speaker.py``).
+
+    The clue must be a ``SpeakerEmbeddingClue`` (``clue_variant: speaker``) with the sizes and
+    sample rate the file was trained with; a wrong clue, a missing or unreadable file or another
+    configuration stop the run with one line. A resumed run's checkpoint replaces these
+    weights, as it replaces all others.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> hp = load_hyperpyyaml(open("hparams/models/tse.yaml"), {"N": 16, "num_layers": 1,
+    ...     "clue_variant": "speaker", "ecapa_channels": 16, "ecapa_embedding": 8})
+    >>> path = os.path.join(tempfile.mkdtemp(), "embedding_model.ckpt")
+    >>> save_speaker_embedding(hp["extractor"].clue_encoder.embedding_model, path)
+    >>> load_speaker_embedding(hp["extractor"], path)
+    """
+    model = getattr(extractor.clue_encoder, "embedding_model", None)
+    if model is None:
+        raise SystemExit("speaker_embedding_ckpt needs the ECAPA clue: set clue_variant: speaker")
+    if not os.path.isfile(path):
+        raise SystemExit(f"speaker_embedding_ckpt: no such file {path} (train_speaker.py writes it)")
+    try:
+        saved = torch.load(path, map_location="cpu")
+        config, state = saved["config"], saved["state_dict"]
+    except Exception as error:  # noqa: BLE001 - any unreadable file gets one line
+        raise SystemExit(f"speaker_embedding_ckpt {path} is not a train_speaker.py file: {error!r}"[:300])
+    if config != model.config:
+        raise SystemExit(f"speaker_embedding_ckpt {path} was trained with {config}; the clue is {model.config}")
+    model.load_state_dict(state)
+    logger.info("clue encoder started from the speaker embedding %s", path)
 
 
 def main(argv):

@@ -35,6 +35,7 @@ from speechbrain_crossmamba.checkpoints import Checkpointer  # the YAMLs name tr
 from speechbrain_crossmamba.dataio.tse_data import check_csv
 from speechbrain_crossmamba.evaluation import save_example, si_snr, utterance_metrics, write_results
 from speechbrain_crossmamba.export import export_pretrained
+from speechbrain_crossmamba.speaker_training import load_speaker_embedding
 
 logger = logging.getLogger(__name__)
 
@@ -304,40 +305,6 @@ def _until(epochs, seconds, elapsed=None, finish_current=lambda: False):
         if elapsed() >= seconds and not (i == 0 and finish_current()):
             return
         yield epoch
-
-
-def load_speaker_embedding(extractor, path):
-    """Starts the clue of ``extractor`` from a pretrained speaker embedding (``train_speaker.py``).
-
-    The clue must be a ``SpeakerEmbeddingClue`` (``clue_variant: speaker``) with the sizes and
-    sample rate the file was trained with; a wrong clue, a missing or unreadable file or another
-    configuration stop the run with one line. A resumed run's checkpoint replaces these
-    weights, as it replaces all others.
-
-    Example
-    -------
-    >>> import tempfile
-    >>> from speechbrain_crossmamba.speaker_training import save_speaker_embedding
-    >>> hp = load_hyperpyyaml(open("hparams/models/tse.yaml"), {"N": 16, "num_layers": 1,
-    ...     "clue_variant": "speaker", "ecapa_channels": 16, "ecapa_embedding": 8})
-    >>> path = os.path.join(tempfile.mkdtemp(), "embedding_model.ckpt")
-    >>> save_speaker_embedding(hp["extractor"].clue_encoder.embedding_model, path)
-    >>> load_speaker_embedding(hp["extractor"], path)
-    """
-    model = getattr(extractor.clue_encoder, "embedding_model", None)
-    if model is None:
-        raise SystemExit("speaker_embedding_ckpt needs the ECAPA clue: set clue_variant: speaker")
-    if not os.path.isfile(path):
-        raise SystemExit(f"speaker_embedding_ckpt: no such file {path} (train_speaker.py writes it)")
-    try:
-        saved = torch.load(path, map_location="cpu")
-        config, state = saved["config"], saved["state_dict"]
-    except Exception as error:  # noqa: BLE001 - any unreadable file gets one line
-        raise SystemExit(f"speaker_embedding_ckpt {path} is not a train_speaker.py file: {error!r}"[:300])
-    if config != model.config:
-        raise SystemExit(f"speaker_embedding_ckpt {path} was trained with {config}; the clue is {model.config}")
-    model.load_state_dict(state)
-    logger.info("clue encoder started from the speaker embedding %s", path)
 
 
 def prepare_datasets(hparams):

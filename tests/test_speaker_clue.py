@@ -8,9 +8,9 @@ import torch
 from hyperpyyaml import load_hyperpyyaml
 
 from speechbrain_crossmamba.nnet.clue import SpeakerEmbedding, SpeakerEmbeddingClue
+from speechbrain_crossmamba.speaker_training import load_speaker_embedding, save_speaker_embedding
 from speechbrain_crossmamba.speaker_training import main as train_speaker
-from speechbrain_crossmamba.speaker_training import save_speaker_embedding
-from speechbrain_crossmamba.training import load_speaker_embedding, main
+from speechbrain_crossmamba.training import main
 from test_training import HPARAMS, TINY_MODEL, TINY_SPEAKERS, tiny_args
 
 MODEL = os.path.join(HPARAMS, "models", "tse.yaml")
