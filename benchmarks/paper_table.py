@@ -1,53 +1,133 @@
-"""The paper's comparison, reproduced on this machine: quality, speed and memory of every fusion.
+"""The paper's comparison on this machine: both tasks, both hosts, three seeds, two budgets, speed.
 
-One command trains every fusion variant (CrossMamba, cross-attention, plain Mamba, concat,
-FiLM) with the same seed, data and wall-clock budget on both offline tasks (SynthSpeakers with
-an enrollment clue, SynthEvents with a label clue), through the shared recipe
-(``speechbrain_crossmamba.training.main``: the best validation checkpoint is tested), then:
+One command (resumable: a finished run is kept and a killed one resumes from its checkpoint)
+trains every variant through the shared recipe (``speechbrain_crossmamba.training.main``; the
+best validation checkpoint is tested) and writes ``docs/results.md``, ``docs/results.json`` and
+plots next to them after every run, so the report always holds what is finished.
 
-- **quality**: SI-SNRi and SDRi on the fixed test sets, mean and 95 % confidence interval over
-  mixtures (normal approximation, 1.96 standard errors);
-- **size**: parameters, and MACs per second of audio counted by ``torch.utils.flop_counter``
-  (matrix products and convolutions; the elementwise work of the pure-PyTorch scan is not
-  counted, so Mamba models are under-counted);
-- **speed and memory**: each trained speaker model at inference on 2, 4, 8, 16 and 32 s (batch 1,
-  median of ``--reps`` runs after a warm-up, each case in a fresh process): real-time factor,
-  peak memory above the loaded model, and time relative to the Transformer host measured in
-  the same run;
-- **fusion alone**: one fusion layer of each variant against the number of frames L.
+- **Tasks and hosts** (``COMBOS``): SynthSpeakers (enrollment clue) and SynthEvents (label clue),
+  each on the SepFormer-style dual path (CrossMamba, cross-attention, plain Mamba, concat and
+  FiLM fusion) and on the Waveformer-style streaming host (CrossMamba decoder against windowed
+  causal cross-attention). The paper pairs speakers with the dual path and events with the
+  streaming host; those two run first and get every seed.
+- **Seeds**: ``--seeds`` (default three) for CrossMamba, the attention baselines and Mamba on
+  the paper's two pairings; concat, FiLM and the other two combinations get the first seed.
+- **Budgets**: *equal steps* (every variant the same epochs) and *equal minutes* (every variant
+  as many epochs as fit into the minutes CrossMamba's first-seed run took, at its own measured
+  minutes per epoch, rounded to the nearest epoch: the run goes on from its equal-steps
+  checkpoint and is tested again).
+- **Quality**: SI-SNRi and SDRi (and PESQ / STOI on speech where the ``[metrics]`` extra is
+  installed): mean over seeds, the spread over seeds, and the 95 % CI over test mixtures.
+- **Speed** (``benchmarks/models.py`` cases, each in a fresh process, ``cpu`` scan backend):
+  inference of the speaker models at 2-32 s on both offline hosts, time and peak memory; the
+  streaming per-chunk latency of both decoders (``benchmarks/streaming.py``).
+- **Claims**: rows of ``paper_claims.claims`` (held / not held / undecided / not measurable).
 
-Writes ``docs/results.md`` (tables, the machine, the command) and PNG plots next to it. The
-paper's targets are reported, never asserted. Usage::
+Usage::
 
-    python benchmarks/paper_table.py                     # default budget: < 1 h on 2 CPU cores
-    python benchmarks/paper_table.py --budget 10         # minutes of training per model
-    python benchmarks/paper_table.py --variants CrossMamba-TSE Transformer-TSE --lengths 2 8
-    python benchmarks/paper_table.py --budget 5 --batch_size=8   # other --key=value: recipe overrides
+    python benchmarks/paper_table.py                      # everything (about 2 h on 2 cores)
+    python benchmarks/paper_table.py --report             # rewrite the report from finished runs
+    python benchmarks/paper_table.py --only speakers/dualpath --seeds 1234 --scale 0.5
+    python benchmarks/paper_table.py --batch_size=8       # other --key=value: recipe overrides
 """
 
 import argparse
 import csv
+import glob
 import json
 import math
 import os
 import platform
+import re
 import shlex
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 
 import torch
-from models import _peak_rss_mb, count_parameters  # benchmarks/models.py, next to this file
-from scan import _median_ms, slope  # benchmarks/scan.py
+from models import run_case  # benchmarks/models.py, next to this file
+from paper_report import write_all  # benchmarks/paper_report.py
 
 from speechbrain_crossmamba.lobes.models import CONFIGS
+from speechbrain_crossmamba.nnet._cpu_kernels import cpu_kernels
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TASKS = {"speakers": "hparams/crossmamba_tse.yaml", "events": "hparams/crossmamba_tse_label.yaml"}
-BASELINE = "Transformer-TSE"
-FUSION_LENGTHS = (250, 1000, 4000, 16000)
+DUAL = list(CONFIGS)  # CrossMamba-, Transformer-, Mamba-, concat-, FiLM-TSE
+STREAM = {"CrossMamba-TSE": "crossmamba", "Attention-TSE": "attention"}
+SEEDED = ("CrossMamba-TSE", "Transformer-TSE", "Mamba-TSE", "Attention-TSE")
+# (task, host): the recipe YAML, its variants, the equal-steps budget (epochs of `epoch_size`
+# mixtures, batch 4) and any model override. The first two are the paper's own pairings. The
+# label dual path runs at the speaker recipe's 16 ms frames (its own 4 ms frames make a step of
+# 4 s audio cost ~3.5 s here).
+COMBOS = {
+    ("speakers", "dualpath"): {"yaml": "hparams/crossmamba_tse.yaml", "variants": DUAL,
+                               "epochs": 4, "warm_start_epochs": 2, "epoch_size": 700},
+    ("events", "streaming"): {"yaml": "hparams/streaming_crossmamba_label.yaml",
+                              "variants": list(STREAM), "epochs": 6, "epoch_size": 200},
+    ("events", "dualpath"): {"yaml": "hparams/crossmamba_tse_label.yaml", "variants": DUAL,
+                             "epochs": 5, "epoch_size": 200, "overrides": ["--model={kernel_size: 128}"]},
+    ("speakers", "streaming"): {"yaml": "hparams/streaming_crossmamba_tse.yaml",
+                                "variants": list(STREAM), "epochs": 6, "epoch_size": 200},
+}
+PAIRINGS = [("speakers", "dualpath"), ("events", "streaming")]  # every seed; the others: the first
+SPEED_LENGTHS = (2, 4, 8, 16, 32)
+SPEED_VARIANTS = ("CrossMamba-TSE", "Transformer-TSE", "Mamba-TSE")
+
+
+def variant_overrides(host, variant):
+    """The recipe overrides that pick ``variant`` on ``host``.
+
+    Example
+    -------
+    >>> variant_overrides("dualpath", "Mamba-TSE"), variant_overrides("streaming", "Attention-TSE")
+    (['--block_variant=mamba', '--fusion_variant=mamba'], ['--decoder_variant=attention'])
+    """
+    if host == "streaming":
+        return [f"--decoder_variant={STREAM[variant]}"]
+    block, fusion = CONFIGS[variant]
+    return [f"--block_variant={block}", f"--fusion_variant={fusion}"]
+
+
+def queue(combos, seeds, variants=None):
+    """The runs in order: the paper's pairings first, each with every variant's first seed
+    (CrossMamba first: it sets the equal-minutes budget) and then the other seeds of the seeded
+    variants; then the other combinations, first seed only.
+
+    Example
+    -------
+    >>> q = queue([("speakers", "dualpath"), ("events", "dualpath")], [1, 2])
+    >>> [(v, s) for _, v, s in q][:2], [(v, s) for _, v, s in q][5:8], len(q)
+    ([('CrossMamba-TSE', 1), ('Transformer-TSE', 1)], [('CrossMamba-TSE', 2), ('Transformer-TSE', 2), ('Mamba-TSE', 2)], 13)
+    """
+    first = [c for c in combos if c in PAIRINGS]
+    runs = [(c, v, seeds[0]) for c in first for v in COMBOS[c]["variants"]]
+    runs += [(c, v, s) for c in first for s in seeds[1:] for v in COMBOS[c]["variants"] if v in SEEDED]
+    runs += [(c, v, seeds[0]) for c in combos if c not in PAIRINGS for v in COMBOS[c]["variants"]]
+    return [r for r in runs if variants is None or r[1] in variants]
+
+
+def last_epoch(train_log):
+    """(epoch, steps, minutes) of the last epoch line of a recipe's ``train_log.txt``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "log.txt")
+    >>> _ = open(path, "w").write("epoch: 2, lr: 1e-3, steps: 500, minutes: 3.25, stage: x - a\\nEpoch loaded: 2 - test\\n")
+    >>> last_epoch(path)
+    (2, 500, 3.25)
+    """
+    pattern = re.compile(r"^epoch: (\d+),.*steps: (\d+), minutes: ([\d.]+)")
+    found = None
+    with open(train_log) as f:
+        for line in f:
+            m = pattern.match(line)
+            if m:
+                found = (int(m[1]), int(m[2]), float(m[3]))
+    if found is None:
+        raise RuntimeError(f"{train_log}: no epoch line")
+    return found
 
 
 def mean_ci(values):
@@ -64,242 +144,171 @@ def mean_ci(values):
     return mean, 1.96 * statistics.stdev(values) / math.sqrt(len(values))
 
 
-def macs_per_second(model, clue, sample_rate, seconds=1.0):
-    """MACs of one forward on ``seconds`` of audio, per second, by ``torch.utils.flop_counter``."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    mixture = torch.randn(1, int(seconds * sample_rate))
-    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-        model(mixture, clue)
-    return counter.get_total_flops() / 2 / seconds
-
-
-def train_one(task, variant, args, data_folder):
-    """Trains and tests one variant on one task; returns its quality and size row."""
-    from speechbrain_crossmamba.training import main
-
-    block, fusion = CONFIGS[variant]
-    out = os.path.join(args.work, task, variant)
-    shutil.rmtree(out, ignore_errors=True)  # same start for every variant: no resume
-    argv = [
-        os.path.join(ROOT, TASKS[task]), f"--output_folder={out}", f"--data_folder={data_folder}",
-        f"--block_variant={block}", f"--fusion_variant={fusion}", f"--seed={args.seed}",
-        f"--max_train_minutes={args.budget}", "--number_of_epochs=100000",
-        f"--epoch_size={args.epoch_size}", f"--n_valid_mixtures={args.n_valid}",
-        f"--n_test_mixtures={args.n_test}", "--n_examples=0", "--noprogressbar", *args.train_args,
-    ]
-    t0 = time.perf_counter()
-    brain = main(argv)
-    wall = time.perf_counter() - t0
-    with open(os.path.join(out, "test_results.csv")) as f:
+def mixture_means(folder):
+    """Means and CIs over the test mixtures of ``test_results.csv`` (a metric some rows lack,
+    e.g. PESQ, over the rows that have it)."""
+    with open(os.path.join(folder, "test_results.csv")) as f:
         rows = [r for r in csv.DictReader(f) if r["ID"] != "avg"]
-    extractor = brain.modules.extractor.eval()
-    classes = getattr(brain.hparams, "classes", None)  # a label task's clue is over its classes
-    clue = _clue(brain.hparams.sample_rate, len(classes) if classes else None)
-    row = {"task": task, "variant": variant, "epochs": brain.hparams.epoch_counter.current,
-           "mixtures_seen": brain.hparams.epoch_counter.current * args.epoch_size,
-           "params_m": count_parameters(extractor)[0] / 1e6, "wall_s": wall, "n_test": len(rows),
-           "gmacs_per_s": macs_per_second(extractor, clue, brain.hparams.sample_rate) / 1e9,
-           "pretrained": os.path.join(out, "pretrained")}
-    for key in ("si-snri", "sdri"):
-        row[key], row[key + "_ci"] = mean_ci([float(r[key]) for r in rows])
-    print(f"[{task}] {variant}: SI-SNRi {row['si-snri']:.2f} ± {row['si-snri_ci']:.2f} dB, "
-          f"SDRi {row['sdri']:.2f} ± {row['sdri_ci']:.2f} dB, {row['epochs']} epochs", flush=True)
-    return row
-
-
-def _clue(sample_rate, num_classes=None, seconds=2.0):
-    """A 2 s random enrollment [1, T], or a one-hot label [1, num_classes] for a label model."""
-    if num_classes:
-        return torch.nn.functional.one_hot(torch.tensor([3]), num_classes).float()
-    return torch.randn(1, int(seconds * sample_rate), generator=torch.Generator().manual_seed(1))
-
-
-def _load_trained(folder):
-    """The trained extractor of a ``pretrained/`` folder (its YAML and weights), in eval mode."""
-    from hyperpyyaml import load_hyperpyyaml
-
-    with open(os.path.join(folder, "hyperparams.yaml")) as f:
-        model = load_hyperpyyaml(f)["extractor"]
-    model.load_state_dict(torch.load(os.path.join(folder, "extractor.ckpt")))
-    return model.eval()
-
-
-def measure_case(case):
-    """Runs in a fresh process: one trained model on ``seconds`` of audio (median, peak RSS)."""
-    torch.set_num_threads(case["threads"])
-    model = _load_trained(case["pretrained"])
-    rate = model.sample_rate
-    mixture = torch.randn(1, int(case["seconds"] * rate), generator=torch.Generator().manual_seed(0))
-    clue = _clue(rate)
-    with torch.inference_mode():
-        base = _peak_rss_mb()
-        ms = _median_ms(lambda: model(mixture, clue), case["reps"])
-    return dict(case, ms=ms, rtf=ms / 1e3 / case["seconds"], extra_mb=max(_peak_rss_mb() - base, 0.0))
-
-
-def speed_table(rows, args):
-    """Times every trained speaker model at every length, each case in its own process."""
-    cases = []
-    for row in rows:
-        for seconds in args.lengths:
-            case = {"variant": row["variant"], "pretrained": row["pretrained"], "seconds": seconds,
-                    "reps": args.reps, "threads": args.threads}
-            out = subprocess.run([sys.executable, os.path.abspath(__file__), "--case", json.dumps(case)],
-                                 capture_output=True, text=True, check=False)
-            if out.returncode != 0:
-                raise RuntimeError(f"timing {row['variant']} at {seconds} s failed: {out.stderr[-500:]}")
-            cases.append(json.loads(out.stdout.strip().splitlines()[-1]))
-            print(f"  {row['variant']:16s} {seconds:4g} s  {cases[-1]['ms']:9.1f} ms  "
-                  f"RTF {cases[-1]['rtf']:.3f}  +{cases[-1]['extra_mb']:.0f} MB", flush=True)
-    base = {c["seconds"]: c["ms"] for c in cases if c["variant"] == BASELINE}
-    for c in cases:
-        c["vs_baseline"] = base[c["seconds"]] / c["ms"] if c["seconds"] in base else float("nan")
-    return cases
-
-
-def fusion_table(rows, args):
-    """One fusion point of each trained speaker model (the first: query and fusion layer) against
-    the number of frames L, with the model's enrollment embedding as the clue."""
-    out = []
-    for row in rows:
-        model = _load_trained(row["pretrained"])
-        fusion = next(m for name, m in model.named_modules() if name.endswith("fusions"))
-        layer = next(iter(fusion.values()))
-        with torch.inference_mode():
-            clue = model.encode_clue(_clue(model.sample_rate), None)
-            for L in args.fusion_lengths:
-                x = torch.randn(1, L, clue.shape[-1])
-                ms = _median_ms(lambda: layer(x, clue), args.reps)
-                out.append({"variant": row["variant"], "L": L, "ms": ms})
+    out = {"n_test": len(rows)}
+    for key in ("si-snri", "sdri", "si-snri-interferer-clue", "pesq", "pesqi", "stoi", "stoii"):
+        values = [float(r[key]) for r in rows if r.get(key) not in (None, "")]
+        if values:
+            out[key], out[key + "_ci"] = mean_ci(values)
     return out
 
 
-def plot(quality, cases, fusion, folder):
-    """PNG plots: quality per variant, time and memory against audio length (log-log)."""
-    import matplotlib
+def _recipe(out, combo, variant, seed, args, epochs):
+    """Runs the recipe in this process (it resumes from ``out``'s checkpoints) for ``epochs``."""
+    from speechbrain_crossmamba.training import main
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(TASKS), figsize=(10, 3.5), squeeze=False)
-    for ax, task in zip(axes[0], TASKS):
-        rows = [r for r in quality if r["task"] == task]
-        ax.bar([r["variant"] for r in rows], [r["si-snri"] for r in rows],
-               yerr=[r["si-snri_ci"] for r in rows], capsize=4)
-        ax.set_title(f"{task}: SI-SNRi (dB), 95 % CI")
-        ax.tick_params(axis="x", rotation=30)
-    fig.tight_layout()
-    fig.savefig(os.path.join(folder, "quality.png"), dpi=110)
-    for key, name, label in (("ms", "time.png", "time (ms)"), ("extra_mb", "memory.png", "peak memory (MB)")):
-        if not cases:
-            break
-        fig, ax = plt.subplots(figsize=(5.5, 4))
-        for variant in dict.fromkeys(c["variant"] for c in cases):
-            pts = [(c["seconds"], max(c[key], 1e-3)) for c in cases if c["variant"] == variant]
-            fitted = slope(*zip(*pts), above=0) if key == "ms" else None
-            ax.loglog(*zip(*pts), marker="o", label=variant + (f" (slope {fitted:.2f})" if fitted else ""))
-        ax.set_xlabel("audio (s)")
-        ax.set_ylabel(label)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(os.path.join(folder, name), dpi=110)
-    plt.close("all")
+    spec = COMBOS[combo]
+    argv = [os.path.join(ROOT, spec["yaml"]), f"--output_folder={out}", f"--data_folder={args.data}",
+            f"--seed={seed}", f"--number_of_epochs={epochs}", f"--epoch_size={spec['epoch_size']}",
+            "--max_train_minutes=null", "--n_examples=0", "--noprogressbar",
+            *variant_overrides(combo[1], variant), *spec.get("overrides", [])]
+    if "warm_start_epochs" in spec:
+        argv.append(f"--warm_start_epochs={spec['warm_start_epochs']}")
+    given = {a.split("=")[0] for a in args.train_args}  # a recipe override given here wins
+    main([a for a in argv if a.split("=")[0] not in given] + args.train_args)
 
 
-def targets(quality, cases):
-    """The paper's claims as (claim, measured, met) rows; None where a variant was not run."""
-    by = {(r["task"], r["variant"]): r["si-snri"] for r in quality}
+def run(combo, variant, seed, args, reference_minutes):
+    """Trains and tests one variant at both budgets (cached in ``args.work``); returns its rows.
+
+    ``reference_minutes`` is the equal-minutes budget: the minutes of CrossMamba's first-seed
+    run of this combination (None for that run itself: its two budgets are the same run).
+    """
+    task, host = combo
+    epochs = max(1, round(COMBOS[combo]["epochs"] * args.scale))
+    out = os.path.join(args.work, task, host, variant, str(seed))
+    config = {"combo": combo, "variant": variant, "seed": seed, "epochs": epochs,
+              "spec": COMBOS[combo], "train_args": args.train_args}
+    config_file = os.path.join(out, "paper_config.json")
+    if not os.path.exists(config_file) or json.load(open(config_file)) != json.loads(json.dumps(config)):
+        shutil.rmtree(out, ignore_errors=True)  # another configuration: start again
+        os.makedirs(out)
+        json.dump(config, open(config_file, "w"))
+    base = {"task": task, "host": host, "variant": variant, "seed": seed}
+    rows = {}
+    for budget in ("steps", "minutes"):
+        done = os.path.join(out, f"{budget}.json")
+        if os.path.exists(done):
+            rows[budget] = json.load(open(done))
+            continue
+        if budget == "steps":
+            target = epochs
+        else:
+            if reference_minutes is None:
+                rows["minutes"] = dict(rows["steps"], budget="minutes")
+                json.dump(rows["minutes"], open(done, "w"))
+                continue
+            per_epoch = rows["steps"]["minutes_trained"] / epochs
+            target = epochs + max(0, round((reference_minutes - rows["steps"]["minutes_trained"]) / per_epoch))
+        if budget == "steps" or target > epochs:
+            print(f"== {task}/{host} {variant} seed {seed}: {budget} budget, {target} epochs", flush=True)
+            _recipe(out, combo, variant, seed, args, target)
+        epoch, steps, minutes = last_epoch(os.path.join(out, "train_log.txt"))
+        rows[budget] = dict(base, budget=budget, epochs=epoch, steps=steps, minutes_trained=minutes,
+                            reference_minutes=reference_minutes, **mixture_means(out))
+        shutil.copy(os.path.join(out, "test_results.csv"), os.path.join(out, f"test_results_{budget}.csv"))
+        json.dump(rows[budget], open(done, "w"))
+        print(f"   SI-SNRi {rows[budget]['si-snri']:.2f} dB after {steps} steps, {minutes:.1f} min", flush=True)
+    return [rows["steps"], rows["minutes"]]
+
+
+def _speaker_model_lines():
+    """The model overrides of the speaker recipe (its frames and widths), for the speed cases."""
+    with open(os.path.join(ROOT, COMBOS[("speakers", "dualpath")]["yaml"])) as f:
+        text = f.read()
+    block = text.split("model: !include:models/tse.yaml", 1)[1].split("\nextractor:", 1)[0]
+    keys = ("kernel_size", "N_encoder", "K")
+    lines = [line.split("#")[0].strip() for line in block.splitlines()]
+    return "\n".join(line for line in lines if line.split(":")[0] in keys)
+
+
+def speed(args):
+    """Inference cases (fresh process each) and streaming per-chunk latency; returns both lists."""
+    cases = []
+    for host in ("dualpath", "singlepath"):
+        for variant in SPEED_VARIANTS:
+            for seconds in args.lengths:
+                case = {"size": "cpu", "host": host, "config": variant, "clue": "enrollment",
+                        "seconds": float(seconds), "reps": args.reps, "threads": args.threads,
+                        "backend": "cpu", "overrides": _speaker_model_lines()}
+                r = run_case(case, timeout=600)
+                cases.append(r)
+                print(f"  {host:10s} {variant:16s} {seconds:4g} s  {r.get('ms', float('nan')):9.1f} ms  "
+                      f"+{r.get('extra_mb', float('nan')):.0f} MB  {r['status']}", flush=True)
+    import streaming  # benchmarks/streaming.py
+
+    latency = streaming.latency_table(["cpu"], ["crossmamba", "attention-1s"], args.stream_seconds)
+    for row in latency:
+        model = streaming.load_model(row["size"], row["decoder"])
+        state = streaming._advance(model, model.init_state(torch.tensor([3])), args.stream_seconds, False)
+        row["state_mb"] = 4 * streaming.state_numel(state) / 2**20
+    return cases, latency
+
+
+def machine_stamp():
+    """The command, machine, torch version and date of this run."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"command": shlex.join(["python", os.path.relpath(os.path.abspath(sys.argv[0]), ROOT), *sys.argv[1:]]),
+            "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
+            "device": f"{cpu}, {len(os.sched_getaffinity(0))} cores"}
+
+
+def collect(work):
+    """Every finished run's rows under ``work``."""
     rows = []
-    for task in TASKS:
-        cm, tr, mb = (by.get((task, v)) for v in ("CrossMamba-TSE", BASELINE, "Mamba-TSE"))
-        if cm is not None and tr is not None:
-            rows.append((f"{task}: CrossMamba >= Transformer - 0.3 dB", f"{cm - tr:+.2f} dB", cm >= tr - 0.3))
-        if cm is not None and mb is not None:
-            rows.append((f"{task}: CrossMamba >= Mamba + 1 dB", f"{cm - mb:+.2f} dB", cm >= mb + 1.0))
-    cm8 = [c for c in cases if c["variant"] == "CrossMamba-TSE" and c["seconds"] == 8]
-    if cm8 and not math.isnan(cm8[0]["vs_baseline"]):
-        rows.append(("CrossMamba >= 1.4x faster than Transformer at 8 s", f"{cm8[0]['vs_baseline']:.2f}x",
-                     cm8[0]["vs_baseline"] >= 1.4))
-    cm = [(c["seconds"], c["ms"]) for c in cases if c["variant"] == "CrossMamba-TSE"]
-    if len(cm) >= 2:
-        fitted = slope(*zip(*cm), above=0)
-        rows.append(("CrossMamba time slope against length <= 1.1", f"{fitted:.2f}", fitted <= 1.1))
+    for path in sorted(glob.glob(os.path.join(work, "*", "*", "*", "*", "*.json"))):
+        if os.path.basename(path) in ("steps.json", "minutes.json"):
+            rows.append(json.load(open(path)))
     return rows
-
-
-def write_report(path, quality, cases, fusion, machine, args):
-    """``docs/results.md``: the command, the machine, the tables and the plots."""
-    lines = ["# The paper's comparison, measured here", "",
-             f"Command: `{machine['command']}`  ", f"Machine: {machine['device']}; torch {machine['torch']}, "
-             f"{args.threads} threads; {machine['date']}.  ",
-             f"Training budget: {args.budget} min per model, seed {args.seed}, epochs of {args.epoch_size} "
-             f"mixtures; test sets of {args.n_test} mixtures. MACs: `torch.utils.flop_counter` "
-             "(matrix products and convolutions only: the pure-PyTorch scan's elementwise work is not counted).",
-             "", "## Quality (fixed test sets, mean ± 95 % CI over mixtures)", "",
-             "| task | variant | SI-SNRi (dB) | SDRi (dB) | epochs | mixtures seen | params (M) | GMACs / s audio |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
-    for r in quality:
-        lines.append(f"| {r['task']} | {r['variant']} | {r['si-snri']:.2f} ± {r['si-snri_ci']:.2f} "
-                     f"| {r['sdri']:.2f} ± {r['sdri_ci']:.2f} | {r['epochs']} | {r['mixtures_seen']} "
-                     f"| {r['params_m']:.3f} | {r['gmacs_per_s']:.2f} |")
-    lines += ["", f"## Inference speed and memory (speaker models, batch 1, median of {args.reps})", "",
-              f"Time ratio: {BASELINE} time / this model's time, same run (> 1: faster than the Transformer).",
-              "", "| variant | audio (s) | time (ms) | real-time factor | peak memory (MB) | vs Transformer |",
-              "|---|---:|---:|---:|---:|---:|"]
-    for c in cases:
-        lines.append(f"| {c['variant']} | {c['seconds']:g} | {c['ms']:.1f} | {c['rtf']:.3f} "
-                     f"| {c['extra_mb']:.0f} | {c['vs_baseline']:.2f}x |")
-    lines += ["", "## Fusion layer alone (one layer, batch 1, median)", "",
-              "| variant | " + " | ".join(f"L={L}" for L in args.fusion_lengths) + " |",
-              "|---|" + "---:|" * len(args.fusion_lengths)]
-    for variant in dict.fromkeys(f["variant"] for f in fusion):
-        ms = [f["ms"] for f in fusion if f["variant"] == variant]
-        lines.append(f"| {variant} | " + " | ".join(f"{t:.2f} ms" for t in ms) + " |")
-    lines += ["", "## The paper's claims", "", "| claim | measured | met |", "|---|---:|---|"]
-    lines += [f"| {claim} | {value} | {'yes' if met else 'no'} |" for claim, value, met in targets(quality, cases)]
-    lines += ["", "![quality](quality.png) ![time](time.png) ![memory](memory.png)", ""]
-    with open(path, "w") as f:
-        f.write("\n".join(lines))
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--budget", type=float, default=2.5, help="training minutes per model (default 2.5)")
-    parser.add_argument("--variants", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
-    parser.add_argument("--tasks", nargs="+", choices=list(TASKS), default=list(TASKS))
-    parser.add_argument("--lengths", nargs="+", type=float, default=[2, 4, 8, 16, 32])
-    parser.add_argument("--fusion-lengths", nargs="+", type=int, default=list(FUSION_LENGTHS))
-    parser.add_argument("--reps", type=int, default=3, help="timed runs per case (median)")
+    parser.add_argument("--only", nargs="+", choices=[f"{t}/{h}" for t, h in COMBOS],
+                        help="task/host combinations (default: all four)")
+    parser.add_argument("--variants", nargs="+", choices=DUAL + list(STREAM), help="default: all")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1234, 2, 3])
+    parser.add_argument("--scale", type=float, default=1.0, help="multiplies every equal-steps budget")
+    parser.add_argument("--lengths", nargs="+", type=float, default=list(SPEED_LENGTHS))
+    parser.add_argument("--stream-seconds", type=float, default=10.0, help="stream of the latency table")
+    parser.add_argument("--reps", type=int, default=3, help="timed forwards per speed case (min)")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
-    parser.add_argument("--seed", type=int, default=1234)
-    parser.add_argument("--epoch-size", type=int, default=100, help="mixtures per training epoch")
-    parser.add_argument("--n-valid", type=int, default=40, help="validation mixtures")
-    parser.add_argument("--n-test", type=int, default=200, help="test mixtures")
+    parser.add_argument("--no-speed", action="store_true", help="skip the speed tables")
+    parser.add_argument("--report", action="store_true", help="only rewrite the report from finished runs")
     parser.add_argument("--data", default=os.path.join(ROOT, "data"), help="synthetic corpora folder")
     parser.add_argument("--work", default=os.path.join(ROOT, "results", "paper_table"), help="runs folder")
     parser.add_argument("--out", default=os.path.join(ROOT, "docs"), help="report folder")
-    parser.add_argument("--case", help=argparse.SUPPRESS)
     args, args.train_args = parser.parse_known_args()  # the rest: recipe overrides (--key=value)
-    if args.case:
-        print(json.dumps(measure_case(json.loads(args.case))))
-        return
-    if BASELINE not in args.variants:
-        args.variants.append(BASELINE)  # every ratio is against it
-    machine = {"command": shlex.join(["python", os.path.relpath(__file__, ROOT), *sys.argv[1:]]),
-               "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
-               "device": f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"}
-    quality = [train_one(task, v, args, args.data) for task in args.tasks for v in args.variants]
-    speakers = [r for r in quality if r["task"] == "speakers"]  # timed: the enrollment models
-    print("\n== inference ==", flush=True)
-    cases = speed_table(speakers, args)
-    fusion = fusion_table(speakers, args)
-    os.makedirs(args.out, exist_ok=True)
-    plot(quality, cases, fusion, args.out)
-    write_report(os.path.join(args.out, "results.md"), quality, cases, fusion, machine, args)
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump({"machine": machine, "quality": quality, "speed": cases, "fusion": fusion}, f, indent=1)
-    print(f"\nwrote {os.path.join(args.out, 'results.md')}")
+    combos = [tuple(c.split("/")) for c in args.only] if args.only else list(COMBOS)
+    os.makedirs(args.work, exist_ok=True)
+    stamp_file = os.path.join(args.work, "speed.json")
+    if not args.report:
+        stamp = dict(machine_stamp(), seeds=args.seeds, scale=args.scale, combos=["/".join(c) for c in combos])
+        json.dump(stamp, open(os.path.join(args.work, "stamp.json"), "w"))
+        if not args.no_speed and not os.path.exists(stamp_file):
+            print("== speed ==", flush=True)
+            cases, latency = speed(args)
+            json.dump({"inference": cases, "streaming": latency}, open(stamp_file, "w"))
+        cpu_kernels()  # built (or loaded) before any run is timed
+
+        reference = {}
+        for combo, variant, seed in queue(combos, args.seeds, args.variants):
+            ref = reference.get(combo)
+            rows = run(combo, variant, seed, args, ref)
+            if variant == "CrossMamba-TSE" and seed == args.seeds[0]:
+                reference[combo] = rows[0]["minutes_trained"]
+            write_all(collect(args.work), args)
+    write_all(collect(args.work), args)
+    print(f"wrote {os.path.join(args.out, 'results.md')}")
 
 
 if __name__ == "__main__":

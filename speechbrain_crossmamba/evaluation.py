@@ -1,8 +1,11 @@
-"""Metrics and reports of target extraction: SI-SNR(i), SDR(i), example audio and spectrograms.
+"""Metrics and reports of target extraction: SI-SNR(i), SDR(i), PESQ/STOI, example audio and
+spectrograms.
 
 SI-SNR is computed here (masked by the true lengths of padded batches; SpeechBrain's
 ``cal_si_snr`` assumes unpadded signals and edits its input in place). SDR is BSS Eval's, from
 ``mir_eval`` (the implementation SpeechBrain's separation recipes report), with one reference.
+PESQ (ITU-T P.862, the ``pesq`` package) and STOI (``pystoi``) are the optional ``[metrics]``
+extra: :func:`perceptual_metrics` returns them where both are installed, and nothing otherwise.
 
 Authors
  * speechbrain-crossmamba contributors
@@ -114,8 +117,44 @@ def utterance_metrics(estimate, target, mixture):
     }
 
 
+def perceptual_metrics(estimate, target, mixture, sample_rate):
+    """PESQ and STOI of one utterance and their improvements over the mixture, where installed.
+
+    PESQ is narrow-band at 8 kHz and wide-band at 16 kHz (the two rates P.862 defines); at other
+    rates, without the ``[metrics]`` extra (``pip install speechbrain-crossmamba[metrics]``),
+    or where PESQ finds no utterance in the reference, the result is ``{}``.
+
+    Example
+    -------
+    >>> t = torch.sin(torch.arange(16000) * 0.05) * torch.rand(16000)
+    >>> m = perceptual_metrics(t + 0.01 * torch.randn(16000), t, t + torch.randn(16000), 8000)
+    >>> sorted(m), m["stoii"] > 0
+    (['pesq', 'pesqi', 'stoi', 'stoii'], True)
+    """
+    try:
+        from pesq import PesqError, pesq
+        from pystoi import stoi
+    except ImportError:
+        return {}
+    if sample_rate not in (8000, 16000):
+        return {}
+    ref, est, mix = (np.asarray(torch.as_tensor(x).detach().float().cpu(), dtype=np.float64)
+                     for x in (target, estimate, mixture))
+    mode = "nb" if sample_rate == 8000 else "wb"
+    try:
+        p_est, p_mix = pesq(sample_rate, ref, est, mode), pesq(sample_rate, ref, mix, mode)
+    except PesqError:  # e.g. no utterance found in a silent or too short reference
+        return {}
+    s_est, s_mix = stoi(ref, est, sample_rate), stoi(ref, mix, sample_rate)
+    p_est, p_mix, s_est, s_mix = (float(v) for v in (p_est, p_mix, s_est, s_mix))
+    return {"pesq": p_est, "pesqi": p_est - p_mix, "stoi": s_est, "stoii": s_est - s_mix}
+
+
 def write_results(path, rows, keys=("si-snr", "si-snri", "sdr", "sdri")):
     """Writes one CSV row per mixture and a final ``avg`` row; returns the averages.
+
+    A key that some rows lack (e.g. PESQ where it found no utterance) is left empty in them and
+    averaged over the rows that have it.
 
     Example
     -------
@@ -126,9 +165,9 @@ def write_results(path, rows, keys=("si-snr", "si-snri", "sdr", "sdri")):
     >>> open(path).read().splitlines()[-1]
     'avg,2.0'
     """
-    means = {k: float(np.mean([r[k] for r in rows])) for k in keys}
+    means = {k: float(np.mean([r[k] for r in rows if k in r])) for k in keys}
     with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["ID", *keys], extrasaction="ignore")
+        writer = csv.DictWriter(f, fieldnames=["ID", *keys], restval="", extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
         writer.writerow({"ID": "avg", **means})

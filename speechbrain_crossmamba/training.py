@@ -33,7 +33,13 @@ from speechbrain.utils.distributed import if_main_process, run_on_main
 
 from speechbrain_crossmamba.checkpoints import Checkpointer  # the YAMLs name training.Checkpointer
 from speechbrain_crossmamba.dataio.tse_data import check_csv
-from speechbrain_crossmamba.evaluation import save_example, si_snr, utterance_metrics, write_results
+from speechbrain_crossmamba.evaluation import (
+    perceptual_metrics,
+    save_example,
+    si_snr,
+    utterance_metrics,
+    write_results,
+)
 from speechbrain_crossmamba.export import export_pretrained
 from speechbrain_crossmamba.speaker_training import load_speaker_embedding
 
@@ -179,6 +185,8 @@ class TSEBrain(sb.Brain):
             n = int(torch.round(lens[i] * target.shape[1]))
             est = predictions[i, :n].float()
             row = {"ID": uid, **utterance_metrics(est, target[i, :n], mix[i, :n])}
+            if self.hparams.clue_key == "enroll_sig":  # speech: PESQ and STOI, where installed
+                row.update(perceptual_metrics(est, target[i, :n], mix[i, :n], self.hparams.sample_rate))
             if i < len(wrong):  # SI-SNRi only: the mixture's SI-SNR is already in the row
                 mix_snr = row["si-snr"] - row["si-snri"]
                 wrong_snr = si_snr(wrong[i, :n][None], target[i, :n].float()[None]).item()
@@ -277,7 +285,8 @@ class TSEBrain(sb.Brain):
             if if_main_process():
                 path = os.path.join(self.hparams.output_folder, "test_results.csv")
                 keys = ["si-snr", "si-snri", "sdr", "sdri"]
-                keys += [k for k in ("si-snri-interferer-clue",) if k in self.test_rows[0]]
+                optional = ("si-snri-interferer-clue", "pesq", "pesqi", "stoi", "stoii")
+                keys += [k for k in optional if any(k in r for r in self.test_rows)]
                 stats = write_results(path, self.test_rows, keys)
             self.hparams.train_logger.log_stats(
                 stats_meta={"Epoch loaded": self.hparams.epoch_counter.current}, test_stats=stats
