@@ -198,11 +198,13 @@ def run(combo, variant, seed, args, reference_minutes):
         if budget == "steps":
             target = epochs
         else:
-            if reference_minutes is None:
+            if variant == "CrossMamba-TSE" and seed == args.seeds[0]:  # the reference itself
                 rows["minutes"] = dict(rows["steps"], budget="minutes")
                 json.dump(rows["minutes"], open(done, "w"))
                 continue
-            per_epoch = rows["steps"]["minutes_trained"] / epochs
+            if reference_minutes is None:  # the reference run failed: no equal-minutes budget
+                break
+            per_epoch = max(rows["steps"]["minutes_trained"], 0.01) / epochs
             target = epochs + max(0, round((reference_minutes - rows["steps"]["minutes_trained"]) / per_epoch))
         if budget == "steps" or target > epochs:
             print(f"== {task}/{host} {variant} seed {seed}: {budget} budget, {target} epochs", flush=True)
@@ -213,7 +215,7 @@ def run(combo, variant, seed, args, reference_minutes):
         shutil.copy(os.path.join(out, "test_results.csv"), os.path.join(out, f"test_results_{budget}.csv"))
         json.dump(rows[budget], open(done, "w"))
         print(f"   SI-SNRi {rows[budget]['si-snri']:.2f} dB after {steps} steps, {minutes:.1f} min", flush=True)
-    return [rows["steps"], rows["minutes"]]
+    return list(rows.values())
 
 
 def _speaker_model_lines():
@@ -302,8 +304,11 @@ def main():
 
         reference = {}
         for combo, variant, seed in queue(combos, args.seeds, args.variants):
-            ref = reference.get(combo)
-            rows = run(combo, variant, seed, args, ref)
+            try:
+                rows = run(combo, variant, seed, args, reference.get(combo))
+            except (Exception, SystemExit) as error:  # one failed run must not lose the others
+                print(f"!! {'/'.join(combo)} {variant} seed {seed} failed: {error}", flush=True)
+                continue
             if variant == "CrossMamba-TSE" and seed == args.seeds[0]:
                 reference[combo] = rows[0]["minutes_trained"]
             write_all(collect(args.work), args)
