@@ -9,8 +9,9 @@ import math
 import os
 import statistics
 
+from scipy.stats import t as student_t
+
 BASELINES = {"dualpath": "Transformer-TSE", "streaming": "Attention-TSE"}
-T975 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776}  # Student's t, 97.5 % quantile, by sample size
 LEARNED_DB = 1.0  # below this test SI-SNRi a model has not learned the task: its claims are moot
 
 
@@ -34,7 +35,8 @@ def aggregate(rows):
         rs = sorted(rs, key=lambda r: r["seed"])
         entry = {"task": task, "host": host, "variant": variant, "budget": budget,
                  "seeds": [r["seed"] for r in rs], "runs": rs}
-        for key in ("si-snri", "sdri", "si-snri-interferer-clue", "pesq", "stoi", "steps", "minutes_trained"):
+        for key in ("si-snri", "sdri", "si-snri-interferer-clue", "pesq", "pesqi", "stoi", "stoii",
+                    "steps", "minutes_trained"):
             values = [r[key] for r in rs if key in r]
             if values:
                 entry[key] = statistics.fmean(values)
@@ -51,12 +53,13 @@ def verdict(diffs, threshold):
     Example
     -------
     >>> verdict([0.5, 0.6, 0.7], 0.0)[2], verdict([-1.0, 1.0, 0.2], 0.0)[2], verdict([-2.0], 0.0)[2]
-    ('held', 'undecided', 'not held (one seed)')
+    ('held', 'undecided', 'undecided (one seed; its point estimate is below the threshold)')
     """
     mean = statistics.fmean(diffs)
     if len(diffs) < 2:
-        return mean, float("nan"), ("held" if mean >= threshold else "not held") + " (one seed)"
-    half = T975.get(len(diffs), 1.96) * statistics.stdev(diffs) / math.sqrt(len(diffs))
+        side = "above" if mean >= threshold else "below"
+        return mean, float("nan"), f"undecided (one seed; its point estimate is {side} the threshold)"
+    half = student_t.ppf(0.975, len(diffs) - 1) * statistics.stdev(diffs) / math.sqrt(len(diffs))
     if mean - half >= threshold:
         return mean, half, "held"
     if mean + half < threshold:
@@ -97,8 +100,8 @@ def quality_claims(rows):
 def speed_claims(speed):
     """Claim 3 rows: the GPU claim (not measurable without a GPU) and the CPU measurements."""
     claims = [("CrossMamba > 40 % faster than the Transformer at inference on GPU with mamba-ssm "
-               "(the paper's setting)", "", "not measurable here: this machine has no GPU, and "
-               "mamba-ssm needs its CUDA extension")]
+               "(the paper's setting)", "", "not measurable here: this run had no GPU (mamba-ssm's "
+               "kernels need CUDA); the rows below are CPU wall-clock, a different setting")]
     cases = {(c["host"], c["config"], c["seconds"]): c.get("ms") for c in speed.get("inference", [])
              if c.get("status") == "ok"}
     for host in ("dualpath", "singlepath"):
@@ -122,17 +125,25 @@ def _fmt(entry, key, digits=2):
     return f"{entry[key]:.{digits}f}" + ("" if math.isnan(sd) else f" (sd {sd:.{digits}f})")
 
 
+def _delta(entry, key, digits):
+    """``absolute (improvement)``, means over seeds, e.g. PESQ and PESQ over the mixture's."""
+    if key not in entry:
+        return ""
+    return f"{entry[key]:.{digits}f} ({entry[key + 'i']:+.{digits}f})"
+
+
 def quality_lines(agg):
     """The quality table, grouped by budget."""
     lines = []
     for budget in ("steps", "minutes"):
         lines += ["", f"### Equal {budget}", "",
-                  "| task | host | variant | seeds | SI-SNRi (dB), mean (sd over seeds) | ± 95 % CI over "
-                  "mixtures | SDRi (dB) | PESQ | STOI | SI-SNRi, interferer's clue | steps | train min |",
+                  "| task | host | variant | seeds | SI-SNRi (dB), mean (sd over seeds) | ± 95 % CI of one "
+                  "run's mean over mixtures | SDRi (dB) | PESQ (Δ) | STOI (Δ) | SI-SNRi, interferer's clue "
+                  "| steps trained | train min |",
                   "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for e in (e for e in agg if e["budget"] == budget):
             lines.append(f"| {e['task']} | {e['host']} | {e['variant']} | {len(e['seeds'])} | {_fmt(e, 'si-snri')} "
-                         f"| {e['si-snri_ci']:.2f} | {_fmt(e, 'sdri')} | {_fmt(e, 'pesq')} | {_fmt(e, 'stoi', 3)} "
+                         f"| {e['si-snri_ci']:.2f} | {_fmt(e, 'sdri')} | {_delta(e, 'pesq', 2)} | {_delta(e, 'stoi', 3)} "
                          f"| {_fmt(e, 'si-snri-interferer-clue')} | {e['steps']:.0f} | {e['minutes_trained']:.1f} |")
     return lines
 
@@ -212,13 +223,30 @@ def write_all(rows, args):
     lines = ["# The paper's comparison, measured here", "",
              f"Command: `{stamp.get('command', '?')}`  ",
              f"Machine: {stamp.get('device', '?')}; torch {stamp.get('torch', '?')}; {stamp.get('date', '?')}.  ",
-             f"Seeds {stamp.get('seeds')}; combinations {stamp.get('combos')}; {len(rows) // 2} runs finished.",
+             f"Seeds {stamp.get('seeds')}; combinations {stamp.get('combos')}; "
+             f"{sum(r['budget'] == 'steps' for r in rows)} runs finished.",
              "", "## The paper's claims", "",
              "Quality claims: paired by seed (same seed, same data order); the ± is the 95 % t-interval of "
              "the mean difference over seeds. *held* / *not held*: the whole interval is on one side of the "
-             "threshold; *undecided*: it spans it.", "",
+             "threshold; *undecided*: it spans it (with three seeds the t-quantile is 4.30, so only clear "
+             "differences are decided). No correction for the number of claims. SynthSpeakers is eSpeak NG "
+             "speech: its PESQ (P.862 narrow-band) and STOI are indicative, not comparable with real-speech "
+             "figures.", "",
              "| claim | measured | verdict |", "|---|---:|---|"]
     lines += [f"| {claim} | {value} | {held} |" for claim, value, held in claims]
+    lines += ["", "## Budgets", "",
+              "Equal steps: every variant of a combination trains the same epochs. Equal minutes: each goes "
+              "on from its equal-steps checkpoint for as many epochs as fit, at its own minutes per epoch, "
+              "into the minutes CrossMamba's first-seed run took (rounded to the nearest epoch; a variant "
+              "slower than CrossMamba keeps its equal-steps result). Minutes are those of the recipe's "
+              "train log (training and validation).", "",
+              "| task | host | equal steps | equal minutes |", "|---|---|---:|---:|"]
+    for task, host in sorted({(r["task"], r["host"]) for r in rows}):
+        cms = [r for r in rows if (r["task"], r["host"], r["variant"], r["budget"]) == (task, host, "CrossMamba-TSE", "steps")]
+        first = stamp.get("seeds", [None])[0]
+        ref = next((r for r in cms if r["seed"] == first), cms[0] if cms else None)
+        if ref:
+            lines.append(f"| {task} | {host} | {ref['steps']} steps ({ref['epochs']} epochs) | {ref['minutes_trained']:.1f} min |")
     lines += ["", "## Quality (test sets; SI-SNRi and SDRi improvements over the mixture)"]
     lines += quality_lines(agg)
     lines += speed_lines(speed)

@@ -21,7 +21,8 @@ plots next to them after every run, so the report always holds what is finished.
 - **Speed** (``benchmarks/models.py`` cases, each in a fresh process, ``cpu`` scan backend):
   inference of the speaker models at 2-32 s on both offline hosts, time and peak memory; the
   streaming per-chunk latency of both decoders (``benchmarks/streaming.py``).
-- **Claims**: rows of ``paper_claims.claims`` (held / not held / undecided / not measurable).
+- **Claims**: ``paper_report.quality_claims`` and ``speed_claims`` (held / not held / undecided /
+  not measurable here).
 
 Usage::
 
@@ -107,25 +108,24 @@ def queue(combos, seeds, variants=None):
     return [r for r in runs if variants is None or r[1] in variants]
 
 
-def last_epoch(train_log):
-    """(epoch, steps, minutes) of the last epoch line of a recipe's ``train_log.txt``.
+def epoch_lines(train_log):
+    """[(epoch, steps, minutes)] of the epoch lines of a recipe's ``train_log.txt`` (SpeechBrain
+    logs a number outside [1, 100) in scientific notation).
 
     Example
     -------
     >>> import tempfile
     >>> path = os.path.join(tempfile.mkdtemp(), "log.txt")
-    >>> _ = open(path, "w").write("epoch: 2, lr: 1e-3, steps: 500, minutes: 3.25, stage: x - a\\nEpoch loaded: 2 - test\\n")
-    >>> last_epoch(path)
-    (2, 500, 3.25)
+    >>> text = "epoch: 1, lr: 1e-3, steps: 50, minutes: 7.50e-01, stage: x - a\\n"
+    >>> text += "epoch: 2, lr: 1e-3, steps: 100, minutes: 1.05e+02 - a\\nEpoch loaded: 2 - test\\n"
+    >>> _ = open(path, "w").write(text)
+    >>> epoch_lines(path)
+    [(1, 50, 0.75), (2, 100, 105.0)]
     """
-    pattern = re.compile(r"^epoch: (\d+),.*steps: (\d+), minutes: ([\d.]+)")
-    found = None
+    pattern = re.compile(r"^epoch: (\d+),.*steps: (\d+), minutes: ([-+.\deE]+)")
     with open(train_log) as f:
-        for line in f:
-            m = pattern.match(line)
-            if m:
-                found = (int(m[1]), int(m[2]), float(m[3]))
-    if found is None:
+        found = [(int(m[1]), int(m[2]), float(m[3])) for m in map(pattern.match, f) if m]
+    if not found:
         raise RuntimeError(f"{train_log}: no epoch line")
     return found
 
@@ -194,6 +194,9 @@ def run(combo, variant, seed, args, reference_minutes):
         done = os.path.join(out, f"{budget}.json")
         if os.path.exists(done):
             rows[budget] = json.load(open(done))
+            stale = budget == "minutes" and rows[budget]["reference_minutes"] not in (None, reference_minutes)
+            if stale:  # the reference run was redone since: this continuation is for another budget
+                raise RuntimeError(f"{out} was trained for another equal-minutes budget; delete it to rerun")
             continue
         if budget == "steps":
             target = epochs
@@ -204,14 +207,17 @@ def run(combo, variant, seed, args, reference_minutes):
                 continue
             if reference_minutes is None:  # the reference run failed: no equal-minutes budget
                 break
-            per_epoch = max(rows["steps"]["minutes_trained"], 0.01) / epochs
+            # an added epoch is like the last one (an extraction epoch, not a cheaper warm-start one)
+            lines = epoch_lines(os.path.join(out, "train_log.txt"))
+            per_epoch = max(lines[-1][2] - (lines[-2][2] if len(lines) > 1 else 0.0), 0.01)
             target = epochs + max(0, round((reference_minutes - rows["steps"]["minutes_trained"]) / per_epoch))
         if budget == "steps" or target > epochs:
             print(f"== {task}/{host} {variant} seed {seed}: {budget} budget, {target} epochs", flush=True)
             _recipe(out, combo, variant, seed, args, target)
-        epoch, steps, minutes = last_epoch(os.path.join(out, "train_log.txt"))
+        epoch, steps, minutes = epoch_lines(os.path.join(out, "train_log.txt"))[-1]
         rows[budget] = dict(base, budget=budget, epochs=epoch, steps=steps, minutes_trained=minutes,
-                            reference_minutes=reference_minutes, **mixture_means(out))
+                            reference_minutes=reference_minutes if budget == "minutes" else None,
+                            **mixture_means(out))
         shutil.copy(os.path.join(out, "test_results.csv"), os.path.join(out, f"test_results_{budget}.csv"))
         json.dump(rows[budget], open(done, "w"))
         print(f"   SI-SNRi {rows[budget]['si-snri']:.2f} dB after {steps} steps, {minutes:.1f} min", flush=True)

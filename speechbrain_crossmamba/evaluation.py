@@ -121,8 +121,8 @@ def perceptual_metrics(estimate, target, mixture, sample_rate):
     """PESQ and STOI of one utterance and their improvements over the mixture, where installed.
 
     PESQ is narrow-band at 8 kHz and wide-band at 16 kHz (the two rates P.862 defines); at other
-    rates, without the ``[metrics]`` extra (``pip install speechbrain-crossmamba[metrics]``),
-    or where PESQ finds no utterance in the reference, the result is ``{}``.
+    rates or without the ``[metrics]`` extra (``pip install speechbrain-crossmamba[metrics]``)
+    the result is ``{}``; where PESQ finds no utterance in the reference, STOI only.
 
     Example
     -------
@@ -140,14 +140,14 @@ def perceptual_metrics(estimate, target, mixture, sample_rate):
         return {}
     ref, est, mix = (np.asarray(torch.as_tensor(x).detach().float().cpu(), dtype=np.float64)
                      for x in (target, estimate, mixture))
+    s_est, s_mix = float(stoi(ref, est, sample_rate)), float(stoi(ref, mix, sample_rate))
+    out = {"stoi": s_est, "stoii": s_est - s_mix}
     mode = "nb" if sample_rate == 8000 else "wb"
     try:
-        p_est, p_mix = pesq(sample_rate, ref, est, mode), pesq(sample_rate, ref, mix, mode)
-    except PesqError:  # e.g. no utterance found in a silent or too short reference
-        return {}
-    s_est, s_mix = stoi(ref, est, sample_rate), stoi(ref, mix, sample_rate)
-    p_est, p_mix, s_est, s_mix = (float(v) for v in (p_est, p_mix, s_est, s_mix))
-    return {"pesq": p_est, "pesqi": p_est - p_mix, "stoi": s_est, "stoii": s_est - s_mix}
+        p_est, p_mix = float(pesq(sample_rate, ref, est, mode)), float(pesq(sample_rate, ref, mix, mode))
+    except PesqError:  # e.g. no utterance found in a silent or too short reference: STOI only
+        return out
+    return {"pesq": p_est, "pesqi": p_est - p_mix, **out}
 
 
 def write_results(path, rows, keys=("si-snr", "si-snri", "sdr", "sdri")):
