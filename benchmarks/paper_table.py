@@ -12,10 +12,9 @@ plots next to them after every run, so the report always holds what is finished.
   streaming host; those two run first and get every seed.
 - **Seeds**: ``--seeds`` (default three) for CrossMamba, the attention baselines and Mamba on
   the paper's two pairings; concat, FiLM and the other two combinations get the first seed.
-- **Budgets**: *equal steps* (every variant the same epochs) and *equal minutes* (every variant
-  as many epochs as fit into the minutes CrossMamba's first-seed run took, at its own measured
-  minutes per epoch, rounded to the nearest epoch: the run goes on from its equal-steps
-  checkpoint and is tested again).
+- **Budgets**: *equal steps* (every variant the same epochs) and *equal minutes* (no epoch
+  started after the minutes CrossMamba's first-seed run took: the recipe's ``max_train_minutes``
+  rule). Both come from one training run per variant, tested where each budget ends.
 - **Quality**: SI-SNRi and SDRi (and PESQ / STOI on speech where the ``[metrics]`` extra is
   installed): mean over seeds, the spread over seeds, and the 95 % CI over test mixtures.
 - **Speed** (``benchmarks/models.py`` cases, each in a fresh process, ``cpu`` scan backend):
@@ -156,15 +155,16 @@ def mixture_means(folder):
     return out
 
 
-def _recipe(out, combo, variant, seed, args, epochs):
-    """Runs the recipe in this process (it resumes from ``out``'s checkpoints) for ``epochs``."""
+def _recipe(out, combo, variant, seed, args, epochs, minutes=None):
+    """Runs the recipe in this process (it resumes from ``out``'s checkpoints) for ``epochs``,
+    starting no epoch after ``minutes`` of training (the recipe's ``max_train_minutes``)."""
     from speechbrain_crossmamba.training import main
 
     spec = COMBOS[combo]
     argv = [os.path.join(ROOT, spec["yaml"]), f"--output_folder={out}", f"--data_folder={args.data}",
             f"--seed={seed}", f"--number_of_epochs={epochs}", f"--epoch_size={spec['epoch_size']}",
-            "--max_train_minutes=null", "--n_examples=0", "--noprogressbar",
-            *variant_overrides(combo[1], variant), *spec.get("overrides", [])]
+            f"--max_train_minutes={'null' if minutes is None else minutes}", "--n_examples=0",
+            "--noprogressbar", *variant_overrides(combo[1], variant), *spec.get("overrides", [])]
     if "warm_start_epochs" in spec:
         argv.append(f"--warm_start_epochs={spec['warm_start_epochs']}")
     given = {a.split("=")[0] for a in args.train_args}  # a recipe override given here wins
@@ -175,52 +175,58 @@ def run(combo, variant, seed, args, reference_minutes):
     """Trains and tests one variant at both budgets (cached in ``args.work``); returns its rows.
 
     ``reference_minutes`` is the equal-minutes budget: the minutes of CrossMamba's first-seed
-    run of this combination (None for that run itself: its two budgets are the same run).
+    run of this combination (None for that run itself: its two budgets are the same run). Both
+    budgets come from one training run, tested where each ends: first up to the equal-steps
+    epochs but no epoch started after the budget's minutes (the recipe's own equal-time rule);
+    a variant slower than CrossMamba stops there (its equal-minutes result) and then goes on to
+    the equal steps; a faster one reaches the equal steps first and then goes on, starting no
+    epoch after the minutes.
     """
     task, host = combo
     epochs = max(1, round(COMBOS[combo]["epochs"] * args.scale))
     out = os.path.join(args.work, task, host, variant, str(seed))
-    config = {"combo": combo, "variant": variant, "seed": seed, "epochs": epochs,
-              "spec": COMBOS[combo], "train_args": args.train_args}
+    reference = variant == "CrossMamba-TSE" and seed == args.seeds[0]
+    config = {"combo": combo, "variant": variant, "seed": seed, "epochs": epochs, "spec": COMBOS[combo],
+              "train_args": args.train_args, "reference_minutes": None if reference else reference_minutes}
     config_file = os.path.join(out, "paper_config.json")
     if not os.path.exists(config_file) or json.load(open(config_file)) != json.loads(json.dumps(config)):
-        shutil.rmtree(out, ignore_errors=True)  # another configuration: start again
+        shutil.rmtree(out, ignore_errors=True)  # another configuration or budget: start again
         os.makedirs(out)
         json.dump(config, open(config_file, "w"))
-    base = {"task": task, "host": host, "variant": variant, "seed": seed}
-    rows = {}
-    for budget in ("steps", "minutes"):
-        done = os.path.join(out, f"{budget}.json")
-        if os.path.exists(done):
-            rows[budget] = json.load(open(done))
-            stale = budget == "minutes" and rows[budget]["reference_minutes"] not in (None, reference_minutes)
-            if stale:  # the reference run was redone since: this continuation is for another budget
-                raise RuntimeError(f"{out} was trained for another equal-minutes budget; delete it to rerun")
-            continue
-        if budget == "steps":
-            target = epochs
-        else:
-            if variant == "CrossMamba-TSE" and seed == args.seeds[0]:  # the reference itself
-                rows["minutes"] = dict(rows["steps"], budget="minutes")
-                json.dump(rows["minutes"], open(done, "w"))
-                continue
-            if reference_minutes is None:  # the reference run failed: no equal-minutes budget
-                break
-            # an added epoch is like the last one (an extraction epoch, not a cheaper warm-start one)
-            lines = epoch_lines(os.path.join(out, "train_log.txt"))
-            per_epoch = max(lines[-1][2] - (lines[-2][2] if len(lines) > 1 else 0.0), 0.01)
-            target = epochs + max(0, round((reference_minutes - rows["steps"]["minutes_trained"]) / per_epoch))
-        if budget == "steps" or target > epochs:
-            print(f"== {task}/{host} {variant} seed {seed}: {budget} budget, {target} epochs", flush=True)
-            _recipe(out, combo, variant, seed, args, target)
+    if not reference and reference_minutes is None:
+        raise RuntimeError(f"no equal-minutes budget for {out}: CrossMamba's first-seed run is missing")
+    base = {"task": task, "host": host, "variant": variant, "seed": seed,
+            "reference_minutes": None if reference else reference_minutes}
+    rows = {b: json.load(open(os.path.join(out, f"{b}.json"))) for b in ("steps", "minutes")
+            if os.path.exists(os.path.join(out, f"{b}.json"))}
+
+    def train_and_test(budget, target, minutes):
+        """Trains and tests; the result is ``budget``'s, or the equal-minutes one where the
+        minutes ran out before ``target`` epochs."""
+        print(f"== {task}/{host} {variant} seed {seed}: {budget} budget, up to {target} epochs"
+              + ("" if minutes is None else f", none started after {minutes:.2f} min"), flush=True)
+        _recipe(out, combo, variant, seed, args, target, minutes)
         epoch, steps, minutes = epoch_lines(os.path.join(out, "train_log.txt"))[-1]
+        budget = "minutes" if epoch < target else budget
         rows[budget] = dict(base, budget=budget, epochs=epoch, steps=steps, minutes_trained=minutes,
-                            reference_minutes=reference_minutes if budget == "minutes" else None,
                             **mixture_means(out))
         shutil.copy(os.path.join(out, "test_results.csv"), os.path.join(out, f"test_results_{budget}.csv"))
-        json.dump(rows[budget], open(done, "w"))
+        json.dump(rows[budget], open(os.path.join(out, f"{budget}.json"), "w"))
         print(f"   SI-SNRi {rows[budget]['si-snri']:.2f} dB after {steps} steps, {minutes:.1f} min", flush=True)
-    return list(rows.values())
+        return rows[budget]
+
+    cap = None if reference else reference_minutes
+    if not rows:  # equal steps, unless the minutes run out first (a variant slower than CrossMamba)
+        train_and_test("steps", epochs, cap)
+    if "steps" not in rows:
+        train_and_test("steps", epochs, None)
+    if "minutes" not in rows:
+        if cap is None or rows["steps"]["minutes_trained"] >= cap:  # no epoch would start
+            rows["minutes"] = dict(rows["steps"], budget="minutes")
+            json.dump(rows["minutes"], open(os.path.join(out, "minutes.json"), "w"))
+        else:
+            train_and_test("minutes", 100000, cap)
+    return [rows["steps"], rows["minutes"]]
 
 
 def _speaker_model_lines():

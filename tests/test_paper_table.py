@@ -89,7 +89,7 @@ def test_one_command_trains_both_budgets_resumes_and_reports(tmp_path):
         assert runs[("Transformer-TSE", seed, "minutes")]["reference_minutes"] == reference["minutes_trained"]
     report = open(out / "results.md").read()
     assert "| speakers, dualpath, equal steps: CrossMamba matches Transformer-TSE (>= -0.3 dB) |" in report
-    assert "(2 seeds)" in report and "not measurable here: this machine has no GPU" in report
+    assert "(2 seeds)" in report and "not measurable here: this run had no GPU" in report
     hosts = {(c["host"], c["config"]) for c in results["speed"]["inference"] if c["status"] == "ok"}
     assert ("dualpath", "CrossMamba-TSE") in hosts and ("singlepath", "Transformer-TSE") in hosts
     assert {r["decoder"] for r in results["speed"]["streaming"]} == {"crossmamba", "attention-1s"}
