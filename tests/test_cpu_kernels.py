@@ -203,3 +203,23 @@ def test_failed_build_warns_once_and_falls_back_to_torch(tmp_path):
     assert lines[0] == "torch torch 1 True"  # both ops fall back; one warning in all
     assert "no-such-c++" in lines[1]  # the reason is named
     assert lines[2].startswith("explicit: selective-scan backend 'cpu' is unavailable")
+
+
+def test_a_decaying_state_is_flushed_to_zero_not_left_subnormal():
+    """A state that decays below FLT_MIN is flushed to 0 (the CPU's denormal path is tens of times
+    slower per operation); the outputs still match the torch backend."""
+    g = torch.Generator().manual_seed(0)
+    b, d, n, L = 1, 8, 16, 62
+    u = torch.zeros(b, d, L)
+    u[..., 0] = 1.0  # one impulse, then the state only decays: exp(-1.5) per step
+    delta = torch.ones(b, d, L)
+    A = -1.5 * torch.ones(d, n)
+    B, C = torch.randn(b, n, L, generator=g), torch.randn(b, n, L, generator=g)
+    kwargs = dict(return_last_state=True)
+    y_cpu, last_cpu = selective_scan(u, delta, A, B, C, backend="cpu", **kwargs)
+    y_ref, last_ref = selective_scan(u.double(), delta.double(), A.double(), B.double(), C.double(),
+                                     backend="torch", **kwargs)
+    tiny = torch.finfo(torch.float32).tiny
+    assert 0 < last_ref.abs().max() < tiny  # exp(-1.5 * 61) ~ 2e-40: subnormal in float32
+    assert torch.count_nonzero(last_cpu) == 0  # flushed, not subnormal
+    assert torch.allclose(y_cpu.double(), y_ref, atol=1e-6, rtol=1e-4)

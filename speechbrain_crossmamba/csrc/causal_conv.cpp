@@ -66,6 +66,7 @@ std::vector<at::Tensor> conv_fwd(const at::Tensor& x, const at::Tensor& wT, cons
   auto out = at::empty({cv.b, cv.L, cv.d}, x.options());
   float* po = out.data_ptr<float>();
   at::parallel_for(0, cv.b * cv.tblocks(), 1, [&](int64_t i0, int64_t i1) {
+    const DenormalsAreZero ftz;
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t bi = i / cv.tblocks(), t0 = (i % cv.tblocks()) * TC;
       for (int64_t t = t0; t < std::min(cv.L, t0 + TC); ++t) {
@@ -95,6 +96,7 @@ std::vector<at::Tensor> conv_bwd(const at::Tensor& x, const at::Tensor& wT, cons
   float* gp = gpre.data_ptr<float>();
   if (silu) {
     at::parallel_for(0, items, 1, [&](int64_t i0, int64_t i1) {
+      const DenormalsAreZero ftz;
       std::vector<float> pre(d);
       for (int64_t i = i0; i < i1; ++i) {
         const int64_t bi = i / cv.tblocks(), t0 = (i % cv.tblocks()) * TC;
@@ -115,6 +117,7 @@ std::vector<at::Tensor> conv_bwd(const at::Tensor& x, const at::Tensor& wT, cons
   float *pdx = dx.data_ptr<float>(), *pdh = dhist.data_ptr<float>();
   float *pdw = dw_part.data_ptr<float>(), *pdb = db_part.data_ptr<float>();
   at::parallel_for(0, items, 1, [&](int64_t i0, int64_t i1) {
+    const DenormalsAreZero ftz;
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t bi = i / cv.tblocks(), t0 = (i % cv.tblocks()) * TC, t1 = std::min(cv.L, t0 + TC);
       float *dw = pdw + i * cv.k * d, *db = pdb + i * d;

@@ -384,6 +384,7 @@ std::vector<at::Tensor> scan_fwd(const at::Tensor& u, const at::Tensor& delta, c
   auto last = at::empty({p.b, p.d, p.n}, u.options());
   float *po = out.data_ptr<float>(), *pl = last.data_ptr<float>();
   at::parallel_for(0, p.items(), grain(p), [&](int64_t i0, int64_t i1) {
+    const DenormalsAreZero ftz;
     for (int64_t i = i0; i < i1; ++i) DISPATCH_N(p.n, forward_item, p, i, po, pl);
   });
   return {out, last};
@@ -414,6 +415,7 @@ std::vector<at::Tensor> scan_bwd(const at::Tensor& u, const at::Tensor& delta, c
            dD_rows.data_ptr<float>(), dbias_rows.data_ptr<float>(), dB_part.data_ptr<float>(),
            dC_part.data_ptr<float>()};
   at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
+    const DenormalsAreZero ftz;
     Work wk(p);
     for (int64_t c = c0; c < c1; ++c)
       for (int64_t i = items * c / chunks; i < items * (c + 1) / chunks; ++i)
