@@ -88,7 +88,8 @@ def quality_claims(rows):
             cm = [by[(task, host, "CrossMamba-TSE", budget, s)] for s in seeds]
             ot = [by[(task, host, other, budget, s)] for s in seeds]
             mean, half, held = verdict([a - b for a, b in zip(cm, ot)], threshold)
-            measured = f"{mean:+.2f} dB" + ("" if math.isnan(half) else f" ± {half:.2f}") + f" ({len(seeds)} seeds)"
+            measured = (f"{mean:+.2f} dB" + ("" if math.isnan(half) else f" ± {half:.2f}")
+                        + f" ({len(seeds)} seed{'s' if len(seeds) > 1 else ''})")
             weak = [n for n, v in (("CrossMamba", cm), (other, ot)) if statistics.fmean(v) < LEARNED_DB]
             if weak:
                 held = (f"not measurable at this budget: {' and '.join(weak)} below {LEARNED_DB:g} dB "
@@ -151,8 +152,10 @@ def quality_lines(agg):
 def speed_lines(speed):
     """The inference and streaming tables."""
     cases = [c for c in speed.get("inference", [])]
+    timed = speed.get("stamp", {})
     lines = ["", "## Inference speed and memory (speaker models at the recipe's size, batch 1, `cpu` "
              "backend, min of the timed forwards, each case in a fresh process)", "",
+             f"Timed by `{timed.get('command', 'the command above')}` on {timed.get('date', 'the date above')}.", "",
              "Ratio: the Transformer's time / this model's, same host and length (> 1: faster).", "",
              "| host | variant | audio (s) | time (ms) | real-time factor | peak memory (MB) | vs Transformer |",
              "|---|---|---:|---:|---:|---:|---:|"]
