@@ -25,7 +25,7 @@ plots next to them after every run, so the report always holds what is finished.
 
 Usage::
 
-    python benchmarks/paper_table.py                      # everything (about 2 h on 2 cores)
+    python benchmarks/paper_table.py                      # everything (about 3.5 h on 2 cores)
     python benchmarks/paper_table.py --report             # rewrite the report from finished runs
     python benchmarks/paper_table.py --speed-only         # time the speed tables again, then report
     python benchmarks/paper_table.py --only speakers/dualpath --seeds 1234 --scale 0.5
