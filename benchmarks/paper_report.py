@@ -218,8 +218,8 @@ def plot(agg, speed, folder):
 def write_all(rows, args):
     """Writes ``results.md``, ``results.json`` and the plots into ``args.out``."""
     os.makedirs(args.out, exist_ok=True)
-    stamp = _load(os.path.join(args.work, "stamp.json"))
-    speed = _load(os.path.join(args.work, "speed.json"))
+    stamp = load_json(os.path.join(args.work, "stamp.json"))
+    speed = load_json(os.path.join(args.work, "speed.json"))
     agg = aggregate(rows)
     claims = quality_claims(rows) + speed_claims(speed)
     plot(agg, speed, args.out)
@@ -274,7 +274,7 @@ def write_all(rows, args):
         json.dump({"machine": stamp, "runs": rows, "claims": claims, "speed": speed}, f, indent=1)
 
 
-def _load(path):
+def load_json(path):
     try:
         with open(path) as f:
             return json.load(f)

@@ -3,7 +3,9 @@
 One command (resumable: a finished run is kept and a killed one resumes from its checkpoint)
 trains every variant through the shared recipe (``speechbrain_crossmamba.training.main``; the
 best validation checkpoint is tested) and writes ``docs/results.md``, ``docs/results.json`` and
-plots next to them after every run, so the report always holds what is finished.
+plots next to them after every run, so the report always holds what is finished. The run
+folders (``results/paper_table``, with checkpoints) are not committed; ``docs/results.json`` is,
+and a fresh clone keeps the runs it records (``--fresh`` trains them again).
 
 - **Tasks and hosts** (``COMBOS``): SynthSpeakers (enrollment clue) and SynthEvents (label clue),
   each on the SepFormer-style dual path (CrossMamba, cross-attention, plain Mamba, concat and
@@ -27,6 +29,7 @@ Usage::
 
     python benchmarks/paper_table.py                      # everything (about 3.5 h on 2 cores)
     python benchmarks/paper_table.py --report             # rewrite the report from finished runs
+    python benchmarks/paper_table.py --fresh              # train again the runs the report holds
     python benchmarks/paper_table.py --speed-only         # time the speed tables again, then report
     python benchmarks/paper_table.py --only speakers/dualpath --seeds 1234 --scale 0.5
     python benchmarks/paper_table.py --batch_size=8       # other --key=value: recipe overrides
@@ -48,7 +51,7 @@ import time
 
 import torch
 from models import run_case  # benchmarks/models.py, next to this file
-from paper_report import write_all  # benchmarks/paper_report.py
+from paper_report import load_json, write_all  # benchmarks/paper_report.py
 
 from speechbrain_crossmamba.lobes.models import CONFIGS
 from speechbrain_crossmamba.nnet._cpu_kernels import cpu_kernels
@@ -172,6 +175,57 @@ def _recipe(out, combo, variant, seed, args, epochs, minutes=None):
     main([a for a in argv if a.split("=")[0] not in given] + args.train_args)
 
 
+def run_config(combo, variant, seed, args, reference_minutes):
+    """The run folder of one variant and the configuration that identifies its results."""
+    task, host = combo
+    reference = variant == "CrossMamba-TSE" and seed == args.seeds[0]
+    config = {"combo": combo, "variant": variant, "seed": seed,
+              "epochs": max(1, round(COMBOS[combo]["epochs"] * args.scale)), "spec": COMBOS[combo],
+              "train_args": args.train_args, "reference_minutes": None if reference else reference_minutes}
+    return os.path.join(args.work, task, host, variant, str(seed)), config
+
+
+def restore(recorded, args):
+    """Puts the runs of a report's ``results.json`` (``recorded``) back into ``args.work`` as
+    finished runs, so that a fresh clone continues the committed table instead of training it
+    again (the run folders are not committed: they hold checkpoints). Only a report of the same
+    scale and recipe overrides is used; a run folder that exists is left as it is. Returns how
+    many runs were restored.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> args = argparse.Namespace(work=tempfile.mkdtemp(), scale=1.0, train_args=[], seeds=[1, 2])
+    >>> row = {"task": "events", "host": "streaming", "variant": "CrossMamba-TSE", "seed": 1,
+    ...        "reference_minutes": None, "epochs": 6, "steps": 300, "si-snri": 1.7}
+    >>> recorded = {"machine": {"scale": 1.0, "train_args": []},
+    ...             "runs": [dict(row, budget="steps"), dict(row, budget="minutes")]}
+    >>> restore(recorded, args), restore(recorded, args)
+    (1, 0)
+    >>> run(("events", "streaming"), "CrossMamba-TSE", 1, args, None)[0]["si-snri"]  # no training
+    1.7
+    """
+    machine = recorded.get("machine") or {}
+    if machine.get("scale") != args.scale or machine.get("train_args", []) != args.train_args:
+        return 0
+    runs = {}
+    for row in recorded.get("runs", []):
+        runs.setdefault((row["task"], row["host"], row["variant"], row["seed"]), {})[row["budget"]] = row
+    restored = 0
+    for (task, host, variant, seed), rows in sorted(runs.items(), key=str):
+        if (task, host) not in COMBOS or set(rows) != {"steps", "minutes"}:
+            continue
+        out, config = run_config((task, host), variant, seed, args, rows["steps"]["reference_minutes"])
+        if os.path.exists(out) or config["epochs"] != rows["steps"]["epochs"]:
+            continue
+        os.makedirs(out)
+        json.dump(config, open(os.path.join(out, "paper_config.json"), "w"))
+        for budget, row in rows.items():
+            json.dump(row, open(os.path.join(out, f"{budget}.json"), "w"))
+        restored += 1
+    return restored
+
+
 def run(combo, variant, seed, args, reference_minutes):
     """Trains and tests one variant at both budgets (cached in ``args.work``); returns its rows.
 
@@ -184,11 +238,8 @@ def run(combo, variant, seed, args, reference_minutes):
     epoch after the minutes.
     """
     task, host = combo
-    epochs = max(1, round(COMBOS[combo]["epochs"] * args.scale))
-    out = os.path.join(args.work, task, host, variant, str(seed))
-    reference = variant == "CrossMamba-TSE" and seed == args.seeds[0]
-    config = {"combo": combo, "variant": variant, "seed": seed, "epochs": epochs, "spec": COMBOS[combo],
-              "train_args": args.train_args, "reference_minutes": None if reference else reference_minutes}
+    out, config = run_config(combo, variant, seed, args, reference_minutes)
+    epochs, reference = config["epochs"], variant == "CrossMamba-TSE" and seed == args.seeds[0]
     config_file = os.path.join(out, "paper_config.json")
     if not os.path.exists(config_file) or json.load(open(config_file)) != json.loads(json.dumps(config)):
         shutil.rmtree(out, ignore_errors=True)  # another configuration or budget: start again
@@ -301,6 +352,8 @@ def main():
     parser.add_argument("--no-speed", action="store_true", help="skip the speed tables")
     parser.add_argument("--report", action="store_true", help="only rewrite the report from finished runs")
     parser.add_argument("--speed-only", action="store_true", help="only (re)time the speed tables, then report")
+    parser.add_argument("--fresh", action="store_true",
+                        help="train every run again (default: keep the runs recorded in the report)")
     parser.add_argument("--data", default=os.path.join(ROOT, "data"), help="synthetic corpora folder")
     parser.add_argument("--work", default=os.path.join(ROOT, "results", "paper_table"), help="runs folder")
     parser.add_argument("--out", default=os.path.join(ROOT, "docs"), help="report folder")
@@ -308,12 +361,18 @@ def main():
     combos = [tuple(c.split("/")) for c in args.only] if args.only else list(COMBOS)
     os.makedirs(args.work, exist_ok=True)
     stamp_file = os.path.join(args.work, "speed.json")
+    recorded = {} if args.fresh else (load_json(os.path.join(args.out, "results.json")) or {})
+    if restore(recorded, args):
+        print(f"kept the runs recorded in {os.path.join(args.out, 'results.json')} (--fresh trains them again)")
+    if recorded.get("speed") and not os.path.exists(stamp_file) and not args.fresh:
+        json.dump(recorded["speed"], open(stamp_file, "w"))
     if args.speed_only or (not args.report and not args.no_speed and not os.path.exists(stamp_file)):
         print("== speed ==", flush=True)
         cases, latency = speed(args)
         json.dump({"inference": cases, "streaming": latency, "stamp": machine_stamp()}, open(stamp_file, "w"))
     if not args.report and not args.speed_only:
-        stamp = dict(machine_stamp(), seeds=args.seeds, scale=args.scale, combos=["/".join(c) for c in combos])
+        stamp = dict(machine_stamp(), seeds=args.seeds, scale=args.scale, train_args=args.train_args,
+                     combos=["/".join(c) for c in combos])
         json.dump(stamp, open(os.path.join(args.work, "stamp.json"), "w"))
         cpu_kernels()  # built (or loaded) before any run is timed
 
