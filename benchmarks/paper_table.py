@@ -31,7 +31,8 @@ Usage::
     python benchmarks/paper_table.py --report             # rewrite the report from finished runs
     python benchmarks/paper_table.py --fresh              # train again the runs the report holds
     python benchmarks/paper_table.py --speed-only         # time the speed tables again, then report
-    python benchmarks/paper_table.py --only speakers/dualpath --seeds 1234 --scale 0.5
+    python benchmarks/paper_table.py --only speakers/dualpath --seeds 1234 --scale 0.5 \
+        --work results/quick --out results/quick       # beside the committed table
     python benchmarks/paper_table.py --batch_size=8       # other --key=value: recipe overrides
 """
 
@@ -195,7 +196,7 @@ def restore(recorded, args):
     Example
     -------
     >>> import tempfile
-    >>> args = argparse.Namespace(work=tempfile.mkdtemp(), scale=1.0, train_args=[], seeds=[1, 2])
+    >>> args = argparse.Namespace(work=tempfile.mkdtemp(), scale=1.0, train_args=[], seeds=[1, 2], fresh=False)
     >>> row = {"task": "events", "host": "streaming", "variant": "CrossMamba-TSE", "seed": 1,
     ...        "reference_minutes": None, "epochs": 6, "steps": 300, "si-snri": 1.7}
     >>> recorded = {"machine": {"scale": 1.0, "train_args": []},
@@ -204,6 +205,10 @@ def restore(recorded, args):
     (1, 0)
     >>> run(("events", "streaming"), "CrossMamba-TSE", 1, args, None)[0]["si-snri"]  # no training
     1.7
+    >>> args.scale = 2.0  # another budget in the same folder: refused, not deleted
+    >>> run(("events", "streaming"), "CrossMamba-TSE", 1, args, None)  # doctest: +IGNORE_EXCEPTION_DETAIL
+    Traceback (most recent call last):
+    RuntimeError: ... holds a finished run of another configuration ...
     """
     machine = recorded.get("machine") or {}
     if machine.get("scale") != args.scale or machine.get("train_args", []) != args.train_args:
@@ -242,6 +247,10 @@ def run(combo, variant, seed, args, reference_minutes):
     epochs, reference = config["epochs"], variant == "CrossMamba-TSE" and seed == args.seeds[0]
     config_file = os.path.join(out, "paper_config.json")
     if not os.path.exists(config_file) or json.load(open(config_file)) != json.loads(json.dumps(config)):
+        finished = any(os.path.exists(os.path.join(out, f"{b}.json")) for b in ("steps", "minutes"))
+        if finished and not args.fresh:  # never delete a finished run silently
+            raise RuntimeError(f"{out} holds a finished run of another configuration (--scale, recipe "
+                               "overrides or CrossMamba's minutes): pass another --work, or --fresh")
         shutil.rmtree(out, ignore_errors=True)  # another configuration or budget: start again
         os.makedirs(out)
         json.dump(config, open(config_file, "w"))

@@ -1,6 +1,7 @@
 """``benchmarks/paper_table.py``: a smoke run with a tiny budget, and the metrics it reports
 checked against hand-computed values."""
 
+import doctest
 import json
 import math
 import os
@@ -13,7 +14,9 @@ from speechbrain_crossmamba.evaluation import perceptual_metrics, si_snr, uttera
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-from paper_report import quality_claims  # noqa: E402  (benchmarks/ is not a package)
+import paper_report  # noqa: E402  (benchmarks/ is not a package)
+import paper_table  # noqa: E402
+from paper_report import quality_claims  # noqa: E402
 from paper_table import mean_ci  # noqa: E402
 from test_training import TINY_MODEL, TINY_SPEAKERS  # noqa: E402
 
@@ -39,6 +42,15 @@ def test_improvements_are_zero_for_the_mixture_itself():
     mixture = target + torch.randn(8000, generator=g)
     metrics = utterance_metrics(mixture, target, mixture)
     assert abs(metrics["sdri"]) < 1e-6 and abs(metrics["si-snri"]) < 1e-6
+
+
+def test_the_examples_of_the_table_scripts_run():
+    """benchmarks/ is outside the doctest paths: its examples (the run queue, the log parser, the
+    restore of a committed report and the refusal to delete a finished run) are run here."""
+    flags = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+    for module in (paper_table, paper_report):
+        result = doctest.testmod(module, optionflags=flags)
+        assert result.failed == 0 and result.attempted > 0, module.__name__
 
 
 def test_mean_ci_by_hand():
@@ -93,10 +105,13 @@ def test_one_command_trains_both_budgets_resumes_and_reports(tmp_path):
     hosts = {(c["host"], c["config"]) for c in results["speed"]["inference"] if c["status"] == "ok"}
     assert ("dualpath", "CrossMamba-TSE") in hosts and ("singlepath", "Transformer-TSE") in hosts
     assert {r["decoder"] for r in results["speed"]["streaming"]} == {"crossmamba", "attention-1s"}
-    # a second call finds every run finished: it trains nothing and reports the same numbers
+    # a fresh clone (no run folders, the committed results.json) keeps every recorded run and
+    # the speed tables: it trains and times nothing and reports the same numbers
+    cmd[cmd.index(f"--work={tmp_path / 'runs'}")] = f"--work={tmp_path / 'clone_runs'}"
     again = subprocess.run(cmd, capture_output=True, text=True, env=env)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "budget," not in again.stdout
+    assert "kept the runs recorded" in again.stdout
+    assert "budget," not in again.stdout and "== speed ==" not in again.stdout
     assert json.load(open(out / "results.json"))["runs"] == results["runs"]
 
 
