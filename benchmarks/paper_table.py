@@ -292,12 +292,18 @@ def run(combo, variant, seed, args, reference_minutes):
 
 def _speaker_model_lines():
     """The model overrides of the speaker recipe (its frames and widths), for the speed cases."""
+    import yaml
+
+    class Plain(yaml.SafeLoader):
+        """Reads the YAML's structure only: a tagged node (``!ref``, ``!include``) as plain data."""
+
+    def untagged(loader, suffix, node):
+        return loader.construct_mapping(node) if isinstance(node, yaml.MappingNode) else None
+
+    Plain.add_multi_constructor("!", untagged)
     with open(os.path.join(ROOT, COMBOS[("speakers", "dualpath")]["yaml"])) as f:
-        text = f.read()
-    block = text.split("model: !include:models/tse.yaml", 1)[1].split("\nextractor:", 1)[0]
-    keys = ("kernel_size", "N_encoder", "K")
-    lines = [line.split("#")[0].strip() for line in block.splitlines()]
-    return "\n".join(line for line in lines if line.split(":")[0] in keys)
+        model = yaml.load(f, Loader=Plain)["model"]
+    return "\n".join(f"{key}: {model[key]}" for key in ("kernel_size", "N_encoder", "K"))
 
 
 def speed(args):
