@@ -226,16 +226,17 @@ class TSEBrain(sb.Brain):
         many minutes (equal wall-clock budgets, as in ``benchmarks/paper_table.py``). The minutes
         are the run's, not the process's: every checkpoint keeps them (``train_minutes`` in its
         meta), so a killed and resumed run logs and spends one budget, and the epoch a kill
-        interrupted is finished.
+        interrupted is finished. A run that has not trained yet trains its first epoch, whatever
+        the budget (the setup before it is not training).
         """
         self._train_set = train_set
-        self._fit_start, self._minutes_before, self._resumed_mid_epoch = time.monotonic(), 0.0, False
+        self._fit_start, self._minutes_before, self._first_epoch_due = time.monotonic(), 0.0, True
         if isinstance(self.checkpointer, Checkpointer):
             self.checkpointer.clock, self.checkpointer.loaded = self.train_minutes, None
         minutes = getattr(self.hparams, "max_train_minutes", None)
         if minutes is not None:
             epoch_counter = _until(
-                epoch_counter, 60.0 * float(minutes), lambda: 60.0 * self.train_minutes(), lambda: self._resumed_mid_epoch
+                epoch_counter, 60.0 * float(minutes), lambda: 60.0 * self.train_minutes(), lambda: self._first_epoch_due
             )
         return super().fit(epoch_counter, train_set, valid_set, **kwargs)
 
@@ -247,7 +248,7 @@ class TSEBrain(sb.Brain):
         loaded = getattr(self.checkpointer, "loaded", None)
         if loaded is not None:
             self._minutes_before = float(loaded.meta.get("train_minutes", 0.0))
-            self._resumed_mid_epoch = INTRA_EPOCH_CKPT_FLAG in loaded.meta
+            self._first_epoch_due = INTRA_EPOCH_CKPT_FLAG in loaded.meta  # a killed epoch is finished
 
     def train_minutes(self):
         """Minutes of training of this run: those of its checkpoint plus this process's fit."""

@@ -1,6 +1,7 @@
 """``benchmarks/paper_table.py``: a smoke run with a tiny budget, and the metrics it reports
 checked against hand-computed values."""
 
+import argparse
 import doctest
 import json
 import math
@@ -53,6 +54,44 @@ def test_the_examples_of_the_table_scripts_run():
         assert result.failed == 0 and result.attempted > 0, module.__name__
 
 
+def _fake_recipe(pace):
+    """Stands in for the recipe: epochs of ``pace`` minutes each, appended to the run's log and
+    started only while the minutes are under the budget (the first epoch of a fresh run always);
+    the test score is the steps trained, so every test pass is told apart."""
+
+    def recipe(out, combo, variant, seed, args, epochs, minutes=None):
+        log = os.path.join(out, "train_log.txt")
+        done = paper_table.epoch_lines(log)[-1] if os.path.exists(log) else (0, 0, 0.0)
+        epoch, _, elapsed = done
+        with open(log, "a") as f:
+            while epoch < epochs and (minutes is None or elapsed < minutes or epoch == 0):
+                epoch, elapsed = epoch + 1, elapsed + pace
+                f.write(f"epoch: {epoch}, lr: 1e-3, steps: {50 * epoch}, minutes: {elapsed:.2f} - x\n")
+        with open(os.path.join(out, "test_results.csv"), "w") as f:
+            f.write(f"ID,si-snri,sdri\nm1,{50 * epoch},0\navg,0,0\n")
+
+    return recipe
+
+
+def test_both_budgets_come_from_one_run_tested_where_each_ends(tmp_path, monkeypatch):
+    """Equal minutes (events/streaming: 4.22 min) and equal steps (6 epochs) for a variant slower
+    than the budget, one faster, and one whose equal steps use up the minutes."""
+    args = argparse.Namespace(work=str(tmp_path), scale=1.0, train_args=[], minutes=None, fresh=False)
+    combo = ("events", "streaming")
+    found = {}
+    for variant, pace in (("CrossMamba-TSE", 0.5), ("Attention-TSE", 1.0), ("Mamba-TSE", 0.75)):
+        monkeypatch.setattr(paper_table, "_recipe", _fake_recipe(pace))
+        steps, minutes = paper_table.run(combo, variant, 1, args)
+        found[variant] = (steps["epochs"], minutes["epochs"], steps["si-snri"], minutes["si-snri"])
+        assert steps["reference_minutes"] == minutes["reference_minutes"] == 4.22
+    assert found["CrossMamba-TSE"] == (6, 9, 300, 450)  # steps at 3.0 min, then on: epochs 7-9 start < 4.22
+    assert found["Attention-TSE"] == (6, 5, 300, 250)  # minutes first (epoch 5 starts at 4.0), then on
+    assert found["Mamba-TSE"] == (6, 6, 300, 300)  # 6 epochs take 4.5 min: the same run, tested once
+    # a second call trains nothing: the rows are kept in the run folder
+    monkeypatch.setattr(paper_table, "_recipe", None)
+    assert paper_table.run(combo, "Attention-TSE", 1, args)[1]["si-snri"] == 250
+
+
 def test_mean_ci_by_hand():
     mean, half = mean_ci([1.0, 2.0, 3.0, 6.0])
     sd = math.sqrt(((1 - 3) ** 2 + (2 - 3) ** 2 + 0 + (6 - 3) ** 2) / 3)
@@ -79,6 +118,7 @@ def test_one_command_trains_both_budgets_resumes_and_reports(tmp_path):
     cmd = [
         sys.executable, os.path.join(ROOT, "benchmarks", "paper_table.py"), "--only", "speakers/dualpath",
         "--variants", "CrossMamba-TSE", "Transformer-TSE", "--seeds", "1", "2", "--scale=0.5",
+        "--minutes=0.02",  # equal minutes: a tiny budget (the exact epochs: the test above)
         "--lengths", "1", "--reps=1", "--stream-seconds=0.2",
         f"--data={tmp_path / 'data'}", f"--work={tmp_path / 'runs'}", f"--out={out}",
         TINY_MODEL, *TINY_SPEAKERS, "--epoch_size=4", "--segment_seconds=1.0", "--enroll_seconds=1.0",
@@ -95,10 +135,8 @@ def test_one_command_trains_both_budgets_resumes_and_reports(tmp_path):
         steps = runs[("CrossMamba-TSE", seed, "steps")]
         assert steps["epochs"] == 2 and steps["n_test"] == 3 and math.isfinite(steps["si-snri"])
         assert runs[("Transformer-TSE", seed, "steps")]["epochs"] == 2  # equal steps
-    reference = runs[("CrossMamba-TSE", 1, "steps")]
-    assert runs[("CrossMamba-TSE", 1, "minutes")]["si-snri"] == reference["si-snri"]  # the same run
-    for seed in (1, 2):  # equal minutes: CrossMamba's first-seed minutes set every budget
-        assert runs[("Transformer-TSE", seed, "minutes")]["reference_minutes"] == reference["minutes_trained"]
+    for (variant, seed, budget), row in runs.items():  # every variant, CrossMamba too, has the budget
+        assert row["reference_minutes"] == 0.02 and row["epochs"] >= 1 and math.isfinite(row["si-snri"])
     report = open(out / "results.md").read()
     assert "| speakers, dualpath, equal steps: CrossMamba matches Transformer-TSE (>= -0.3 dB) |" in report
     assert "(2 seeds)" in report and "not measurable here: this run had no GPU" in report

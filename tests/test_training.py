@@ -239,10 +239,13 @@ def test_checkpoint_cut_short_by_a_kill_is_skipped_on_resume(tmp_path, data):
 
 def test_a_resumed_run_keeps_its_minutes_and_its_budget(tmp_path, data):
     """The logged minutes and max_train_minutes count the whole run, not one process: the
-    checkpoint keeps the minutes trained so far (here set to 50, as if after a long run)."""
+    checkpoint keeps the minutes trained so far (here set to 50, as if after a long run). A run
+    that has trained nothing yet trains its first epoch whatever the budget."""
     out = str(tmp_path / "run")
     args = tiny_args(out, data, epochs=3, extra=["--ckpt_interval_minutes=0"])
-    main(args[:3] + ["--number_of_epochs=1"] + args[4:])
+    main(args + ["--max_train_minutes=0"])
+    log = open(os.path.join(out, "train_log.txt")).read()
+    assert "epoch: 1," in log and "epoch: 2," not in log
     save = os.path.join(out, "save")
     (ckpt,) = [n for n in os.listdir(save) if n.startswith("CKPT")]
     meta = os.path.join(save, ckpt, "CKPT.yaml")
