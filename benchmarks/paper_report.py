@@ -255,6 +255,12 @@ def write_all(rows, args):
         if ref:
             lines.append(f"| {task} | {host} | {ref['steps']} steps ({ref['epochs']} epochs) "
                          f"| {ref['reference_minutes']:.2f} min |")
+    older = sorted({(r["task"], r["host"], r["variant"], r["seed"]) for r in rows if "finished" not in r})
+    if older:
+        lines += ["", "Runs from the table's first session (before the `cpu` kernels' denormal fix; they "
+                  "record no finish time): the machine's pace differed then (see docs/training.md), so their "
+                  "equal-minutes rows are not at the others' pace; their steps are in the tables: "
+                  + "; ".join(f"{t}/{h} {v} seed {s}" for t, h, v, s in older) + "."]
     pace = {}  # minutes per epoch of the equal-steps runs, by task and variant, on the streaming host
     for r in rows:
         if r["host"] == "streaming" and r["budget"] == "steps":

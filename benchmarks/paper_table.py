@@ -276,7 +276,8 @@ def run(combo, variant, seed, args):
         _recipe(out, combo, variant, seed, args, target, minutes)
         epoch, steps, minutes = epoch_lines(os.path.join(out, "train_log.txt"))[-1]
         budget = "minutes" if epoch < target else budget
-        rows[budget] = dict(base, budget=budget, epochs=epoch, steps=steps, minutes_trained=minutes,
+        rows[budget] = dict(base, budget=budget, finished=time.strftime("%Y-%m-%d %H:%M"), epochs=epoch, steps=steps,
+                            minutes_trained=minutes,
                             **mixture_means(out))
         shutil.copy(os.path.join(out, "test_results.csv"), os.path.join(out, f"test_results_{budget}.csv"))
         json.dump(rows[budget], open(os.path.join(out, f"{budget}.json"), "w"))
