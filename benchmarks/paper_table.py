@@ -28,7 +28,7 @@ and a fresh clone keeps the runs it records (``--fresh`` trains them again).
 
 Usage::
 
-    python benchmarks/paper_table.py                      # everything (about 3.5 h on 2 cores)
+    python benchmarks/paper_table.py                      # everything (about 2.5 h on 2 cores)
     python benchmarks/paper_table.py --report             # rewrite the report from finished runs
     python benchmarks/paper_table.py --fresh              # train again the runs the report holds
     python benchmarks/paper_table.py --speed-only         # time the speed tables again, then report
