@@ -245,10 +245,12 @@ def write_all(rows, args):
               "last epoch may end past it), CrossMamba included. Both come from one run per variant, "
               "tested where each budget ends: a variant slower than the budget reaches its minutes first, "
               "a faster one its steps. Minutes are the recipe's train-log minutes (training and "
-              "validation, 2 CPU cores). The budgets (`MINUTES` in `benchmarks/paper_table.py`) are the "
-              "minutes CrossMamba's first-seed run took when the table was first run; three of them were "
-              "measured before the denormal fix of the `cpu` kernels, when CrossMamba was about 1.8x slower, "
-              "so CrossMamba now trains past its equal steps in them too.", "",
+              "validation, 2 CPU cores)."
+              + ("" if getattr(args, "minutes", None) is not None or getattr(args, "scale", 1.0) != 1.0 else
+                 " The budgets (`MINUTES` in `benchmarks/paper_table.py`) are the minutes CrossMamba's "
+                 "first-seed run took when the table was first run; three of them were measured before the "
+                 "denormal fix of the `cpu` kernels, when CrossMamba was about 1.8x slower, so CrossMamba now "
+                 "trains past its equal steps in them too."), "",
               "| task | host | equal steps | equal minutes |", "|---|---|---:|---:|"]
     for task, host in sorted({(r["task"], r["host"]) for r in rows}):
         ref = next((r for r in rows if (r["task"], r["host"], r["budget"]) == (task, host, "steps")), None)
