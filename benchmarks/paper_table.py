@@ -103,8 +103,8 @@ def variant_overrides(host, variant):
 
 
 def queue(combos, seeds, variants=None):
-    """The runs in order: every combination's first seed (CrossMamba first), then the second seed of the paper's pairings' seeded variants, then
-    the third: a run cut short still has every combination, and the seeds it has are complete.
+    """The runs in order: every combination's first seed (CrossMamba first), then the second
+    seed of the paper's pairings' seeded variants, then the third: a run cut short still has every combination, and the seeds it has are complete.
 
     Example
     -------
@@ -256,17 +256,17 @@ def run(combo, variant, seed, args):
     out, config = run_config(combo, variant, seed, args)
     epochs, cap = config["epochs"], config["reference_minutes"]
     config_file = os.path.join(out, "paper_config.json")
+    rows = {b: json.load(open(os.path.join(out, f"{b}.json"))) for b in ("steps", "minutes")
+            if os.path.exists(os.path.join(out, f"{b}.json"))}
     if not os.path.exists(config_file) or json.load(open(config_file)) != json.loads(json.dumps(config)):
-        finished = any(os.path.exists(os.path.join(out, f"{b}.json")) for b in ("steps", "minutes"))
-        if finished and not args.fresh:  # never delete a finished run silently
+        if rows and not args.fresh:  # never delete a finished run silently
             raise RuntimeError(f"{out} holds a finished run of another configuration (--scale, "
                                "--minutes or recipe overrides): pass another --work, or --fresh")
         shutil.rmtree(out, ignore_errors=True)  # another configuration or budget: start again
         os.makedirs(out)
         json.dump(config, open(config_file, "w"))
+        rows = {}
     base = {"task": task, "host": host, "variant": variant, "seed": seed, "reference_minutes": cap}
-    rows = {b: json.load(open(os.path.join(out, f"{b}.json"))) for b in ("steps", "minutes")
-            if os.path.exists(os.path.join(out, f"{b}.json"))}
 
     def train_and_test(budget, target, minutes):
         """Trains and tests; the result is ``budget``'s, or the equal-minutes one where the
@@ -276,9 +276,8 @@ def run(combo, variant, seed, args):
         _recipe(out, combo, variant, seed, args, target, minutes)
         epoch, steps, minutes = epoch_lines(os.path.join(out, "train_log.txt"))[-1]
         budget = "minutes" if epoch < target else budget
-        rows[budget] = dict(base, budget=budget, finished=time.strftime("%Y-%m-%d %H:%M"), epochs=epoch, steps=steps,
-                            minutes_trained=minutes,
-                            **mixture_means(out))
+        rows[budget] = dict(base, budget=budget, finished=time.strftime("%Y-%m-%d %H:%M"), epochs=epoch,
+                            steps=steps, minutes_trained=minutes, **mixture_means(out))
         shutil.copy(os.path.join(out, "test_results.csv"), os.path.join(out, f"test_results_{budget}.csv"))
         json.dump(rows[budget], open(os.path.join(out, f"{budget}.json"), "w"))
         print(f"   SI-SNRi {rows[budget]['si-snri']:.2f} dB after {steps} steps, {minutes:.1f} min", flush=True)
@@ -388,7 +387,7 @@ def main():
     recorded = {} if args.fresh else (load_json(os.path.join(args.out, "results.json")) or {})
     if restore(recorded, args):
         print(f"kept the runs recorded in {os.path.join(args.out, 'results.json')} (--fresh trains them again)")
-    if recorded.get("speed") and not os.path.exists(stamp_file) and not args.fresh:
+    if recorded.get("speed") and not os.path.exists(stamp_file):  # none with --fresh
         json.dump(recorded["speed"], open(stamp_file, "w"))
     if args.speed_only or (not args.report and not args.no_speed and not os.path.exists(stamp_file)):
         print("== speed ==", flush=True)
