@@ -134,17 +134,25 @@ class EnrollmentEncoder(nn.Module):
     def forward(self, wav, lengths=None):
         """``wav`` [B, T] enrollment, ``lengths`` relative lengths (B,) -> [B, d_clue]."""
         wav, samples, valid = checked_enrollment(wav, lengths, self.sample_rate, self.min_seconds)
-        feats = self.encoder(wav * valid)
-        frames = count_frames(self.encoder, samples).clamp(min=1)
-        mask = (torch.arange(feats.shape[-1], device=wav.device)[None] < frames[:, None])
-        mask = mask[:, None, :].to(feats.dtype)
+        return self.embed(wav * valid, samples)
+
+    def embed(self, wav, samples=None):
+        """The clue of checked enrollments ``wav`` [B, T], zero after ``samples`` [B] (None:
+        every sample is valid). No checks: the traceable part of :meth:`forward` (ONNX)."""
+        feats = self.encoder(wav)
+        mask, frames = 1.0, None
+        if samples is not None:
+            frames = count_frames(self.encoder, samples).clamp(min=1)
+            mask = (torch.arange(feats.shape[-1], device=wav.device)[None] < frames[:, None])
+            mask = mask[:, None, :].to(feats.dtype)
         h = self.acts[0](self.inp(self.norm(feats.transpose(1, 2)).transpose(1, 2)))
         for conv, act in zip(self.convs, self.acts[1:]):
             h = h + act(conv(h * mask))  # zero padding first: same as an unpadded conv
         if self.pooling == "mean":
-            pooled = (h * mask).sum(-1) / mask.sum(-1)
+            pooled = h.mean(-1) if frames is None else (h * mask).sum(-1) / mask.sum(-1)
         else:
-            pooled = self.pool(h, lengths=frames.to(h.dtype) / feats.shape[-1])[..., 0]
+            rel = None if frames is None else frames.to(h.dtype) / feats.shape[-1]
+            pooled = self.pool(h, lengths=rel)[..., 0]
         return self.out(pooled)
 
 
@@ -323,6 +331,10 @@ class VectorClue(nn.Module):
         if vec.dim() != 2 or vec.shape[1] != self.d_in:
             raise ValueError(f"clue vector must be [batch, {self.d_in}], got {tuple(vec.shape)}")
         check_finite(vec, "clue vector")
+        return self.embed(vec)
+
+    def embed(self, vec):
+        """The clue of a checked vector [B, d_in] (no checks: traceable, for ONNX)."""
         return self.proj(F.normalize(vec, dim=-1) if self.normalize else vec)
 
 

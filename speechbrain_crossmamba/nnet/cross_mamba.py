@@ -100,12 +100,12 @@ class CrossMambaMixer(MambaMixer):
         """``hidden`` [B, L, d_model] (mixture), ``clue`` [B, L, d_clue], ``mask`` [B, L]."""
         return self._mix(hidden, clue, mask)
 
-    def forward_chunk(self, hidden, clue, state):
+    def forward_chunk(self, hidden, clue, state, mask=None):
         """The next chunk of a stream, with its clue frames ``clue`` [B, l, d_clue].
 
         See :meth:`MambaMixer.forward_chunk`; returns (output, new state).
         """
-        return super().forward_chunk(hidden, state, clue=clue)
+        return super().forward_chunk(hidden, state, clue=clue, mask=mask)
 
     def step(self, hidden_t, clue_t, state):
         """One recurrent step with the clue frame ``clue_t`` [B, d_clue] (see MambaMixer.step)."""

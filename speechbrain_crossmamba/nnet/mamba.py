@@ -204,12 +204,14 @@ class MambaMixer(nn.Module):
         history = torch.zeros(batch_size, self.d_inner, self.d_conv - 1, device=device)
         return history, torch.zeros(batch_size, self.d_inner, self.d_state, device=device)
 
-    def forward_chunk(self, hidden, state, clue=None):
+    def forward_chunk(self, hidden, state, clue=None, mask=None):
         """Mixes the next chunk ``hidden`` [B, l, d_model] of a stream from ``state``.
 
         Returns (output [B, l, d_model], new state). The state has a fixed size whatever the
         stream's length, and chunks of any sizes, fed in order from :meth:`init_state`, give
-        the output of ``forward`` on the whole sequence.
+        the output of ``forward`` on the whole sequence. Frames where ``mask`` [B, l] is False
+        are inert, as in ``forward``: the SSM state passes them unchanged and the conv history
+        holds zeros for them (their own outputs are meaningless).
 
         Example
         -------
@@ -222,7 +224,7 @@ class MambaMixer(nn.Module):
         True
         """
         history, ssm = state
-        inputs = self.ssm_inputs(hidden, clue, history=history)
+        inputs = self.ssm_inputs(hidden, clue, mask, history=history)
         history = inputs.pop("history")
         y, ssm = selective_scan(
             **inputs, initial_state=ssm, return_last_state=True, backend=self.scan_backend

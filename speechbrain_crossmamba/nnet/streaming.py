@@ -4,8 +4,11 @@ Every layer here has three entry points:
 
 - ``forward(...)``: the whole sequence at once (training, offline use);
 - ``init_state(batch_size, device)``: the state before the first frame;
-- ``forward_chunk(..., state) -> (output, new state)``: the next chunk of a stream. Chunks of any
-  lengths, fed in order, give the output of ``forward`` on the whole sequence.
+- ``forward_chunk(..., state, mask=None) -> (output, new state)``: the next chunk of a stream.
+  Chunks of any lengths, fed in order, give the output of ``forward`` on the whole sequence.
+  Frames where ``mask`` [B, l] is False are inert: they leave the state as it would be had the
+  stream started after them (a fixed-shape graph that always takes ``l`` frames uses it for
+  the frames before the stream's first sample).
 
 :class:`CausalConvStack` is Waveformer's dilated causal convolution encoder. The decoder layers
 update a query sequence ``q`` (the clue ⊙ the encoder output) from the encoder output ``mem``:
@@ -23,7 +26,6 @@ import torch.nn.functional as F
 from speechbrain.nnet.attention import PositionalwiseFeedForward
 
 from speechbrain_crossmamba.nnet.cross_mamba import CrossMambaMixer
-from speechbrain_crossmamba.nnet.causal_conv import depthwise_conv
 
 
 def state_numel(state):
@@ -95,24 +97,38 @@ class CausalConvStack(nn.Module):
         return x
 
     def init_state(self, batch_size, device=None):
-        """Zero state: one history [B, C, (k - 1) · 2^i] per layer."""
-        return [torch.zeros(batch_size, self.channels, p, device=device) for p in self.context]
+        """Zero state: one history [B, (k - 1) · 2^i, C] per layer (time-major)."""
+        return [torch.zeros(batch_size, p, self.channels, device=device) for p in self.context]
 
-    def forward_chunk(self, x, state):
-        """The next chunk ``x`` [B, C, l] of a stream; returns (output [B, C, l], new state)."""
-        new_state = []
+    def forward_chunk(self, x, state, mask=None):
+        """The next chunk ``x`` [B, C, l] of a stream; returns (output [B, C, l], new state).
+
+        ``mask`` [B, l] (False: inert) may only mark frames before every valid one: they are
+        zeroed at every layer, and so enter the histories as the zeros of the initial state.
+        The chunk runs time-major ([B, l, C]: per-frame norms and pointwise convs as matrix
+        products, no transposes), which halves its time in ONNX Runtime at Waveformer's widths.
+        """
+        keep = None if mask is None else mask[:, :, None].to(x.dtype)
+        h, new_state = x.transpose(1, 2), []
         for i, conv in enumerate(self.convs):
-            full = torch.cat([state[i].to(x.dtype), x], dim=-1)
-            y = depthwise_conv(full, conv.weight[:, 0], conv.bias, conv.dilation[0])
-            x = x + self._residual(i, y)
-            new_state.append(full[..., full.shape[-1] - self.context[i] :])
-        return x, new_state
+            h = h if keep is None else h * keep
+            full = torch.cat([state[i].to(h.dtype), h], dim=1)  # [B, history + l, C]
+            d, length = conv.dilation[0], h.shape[1]
+            w = conv.weight[:, 0]  # [C, k]
+            y = full[:, :length] * w[:, 0]
+            for j in range(1, w.shape[1]):
+                y = y.addcmul(full[:, j * d : j * d + length], w[:, j])
+            y = F.relu(self.norms[i](y + conv.bias))
+            h = h + F.linear(y, self.pointwise[i].weight[:, :, 0], self.pointwise[i].bias)
+            new_state.append(full[:, full.shape[1] - self.context[i] :])
+        h = h if keep is None else h * keep
+        return h.transpose(1, 2), new_state
 
 
 class _CausalDecoderLayer(nn.Module):
     """Pre-norm decoder layer: ``q + fuse(norm_q(q), norm_mem(mem))``, then ``q + FFN(norm(q))``.
 
-    Subclasses give ``_fuse(q, mem)``, ``_fuse_chunk(q, mem, state)`` and ``init_state``.
+    Subclasses give ``_fuse(q, mem)``, ``_fuse_chunk(q, mem, state, mask)`` and ``init_state``.
     """
 
     norm_class = nn.LayerNorm
@@ -133,9 +149,10 @@ class _CausalDecoderLayer(nn.Module):
         """``q`` (queries) and ``mem`` (encoder output), both [B, L, d_model] -> new ``q``."""
         return self._feed_forward(q + self._fuse(self.norm_q(q), self.norm_mem(mem)))
 
-    def forward_chunk(self, q, mem, state):
-        """The next chunk of ``q`` and ``mem`` [B, l, d_model]; returns (new q, new state)."""
-        fused, state = self._fuse_chunk(self.norm_q(q), self.norm_mem(mem), state)
+    def forward_chunk(self, q, mem, state, mask=None):
+        """The next chunk of ``q`` and ``mem`` [B, l, d_model]; returns (new q, new state).
+        Frames where ``mask`` [B, l] is False do not change the state."""
+        fused, state = self._fuse_chunk(self.norm_q(q), self.norm_mem(mem), state, mask)
         return self._feed_forward(q + fused), state
 
 
@@ -169,6 +186,7 @@ class CausalCrossMambaLayer(_CausalDecoderLayer):
     """
 
     norm_class = nn.RMSNorm
+    state_names = ("conv", "ssm")  # of the state's tensors (ONNX export)
 
     def __init__(self, d_model, d_ffn=0, dropout=0.0, **mixer_kwargs):
         super().__init__(d_model, d_ffn, dropout)
@@ -177,11 +195,11 @@ class CausalCrossMambaLayer(_CausalDecoderLayer):
     def _fuse(self, q, mem):
         return self.mixer(mem, q)
 
-    def _fuse_chunk(self, q, mem, state):
-        return self.mixer.forward_chunk(mem, q, state)
+    def _fuse_chunk(self, q, mem, state, mask=None):
+        return self.mixer.forward_chunk(mem, q, state, mask)
 
-    def init_state(self, batch_size, device=None):
-        """Zero (conv history, SSM state) of the mixer."""
+    def init_state(self, batch_size, device=None, fixed=True):
+        """Zero (conv history, SSM state) of the mixer: always of a fixed size."""
         return self.mixer.init_state(batch_size, device)
 
 
@@ -211,7 +229,9 @@ class CausalCrossAttentionLayer(_CausalDecoderLayer):
     Query frame t attends to memory frames ``t - context < s <= t`` (all ``s <= t`` when
     ``context`` is None). The streaming state is the cache of projected keys and values: it
     holds the whole past without a window, so a chunk's cost grows with the stream, and at most
-    ``context - 1`` frames with one.
+    ``context - 1`` frames with one. With ``init_state(fixed=True)`` (a window is needed) the
+    cache always holds ``context - 1`` frames, with a mask of those that are real: the state
+    of a fixed-shape graph (ONNX).
 
     Arguments
     ---------
@@ -235,7 +255,14 @@ class CausalCrossAttentionLayer(_CausalDecoderLayer):
     >>> out, state = layer.forward_chunk(q, mem, layer.init_state(2))
     >>> state[0].shape  # the key cache [B, heads, context - 1 frames, d_model / heads]
     torch.Size([2, 4, 7, 4])
+    >>> fixed = layer.init_state(2, fixed=True)  # (keys, values, which cache frames are real)
+    >>> a, fixed = layer.forward_chunk(q[:, :5], mem[:, :5], fixed)
+    >>> b, fixed = layer.forward_chunk(q[:, 5:], mem[:, 5:], fixed)
+    >>> torch.allclose(torch.cat([a, b], 1), out, atol=1e-5), fixed[2].shape
+    (True, torch.Size([2, 7]))
     """
+
+    state_names = ("keys", "values", "valid")  # of the state's tensors (ONNX export)
 
     def __init__(self, d_model, nhead=4, d_ffn=0, dropout=0.0, context=None):
         super().__init__(d_model, d_ffn, dropout)
@@ -252,8 +279,12 @@ class CausalCrossAttentionLayer(_CausalDecoderLayer):
         B, L, _ = x.shape
         return x.reshape(B, L, self.nhead, -1).transpose(1, 2)
 
-    def _attend(self, q, k, v):
+    def _attend(self, q, k, v, key_valid=None):
         mask = window_mask(q.shape[1], k.shape[2], self.context, q.device)
+        if key_valid is not None:  # [B, keys]; a query always sees its own frame (no empty row)
+            own = torch.eye(q.shape[1], dtype=torch.bool, device=q.device)
+            own = F.pad(own, (k.shape[2] - q.shape[1], 0))
+            mask = mask & (key_valid[:, None, None, :] | own)
         p = self.dropout if self.training else 0.0
         out = F.scaled_dot_product_attention(self._heads(self.q_proj(q)), k, v, mask, dropout_p=p)
         return self.out_proj(out.transpose(1, 2).reshape(q.shape))
@@ -264,16 +295,35 @@ class CausalCrossAttentionLayer(_CausalDecoderLayer):
     def _fuse(self, q, mem):
         return self._attend(q, *self._keys_values(mem))
 
-    def _fuse_chunk(self, q, mem, state):
+    def _fuse_chunk(self, q, mem, state, mask=None):
         k, v = self._keys_values(mem)
         k, v = torch.cat([state[0], k], dim=2), torch.cat([state[1], v], dim=2)
+        if len(state) == 3:  # fixed size: (keys, values, which are real)
+            new = torch.ones_like(q[..., 0], dtype=torch.bool) if mask is None else mask
+            valid = torch.cat([state[2], new], dim=1)
+            K = state[2].shape[1]
+            out = self._attend(q, k, v, valid)
+            return out, (k[:, :, k.shape[2] - K :], v[:, :, v.shape[2] - K :], valid[:, valid.shape[1] - K :])
+        if mask is not None:
+            raise ValueError("a frame mask needs the fixed-size state: init_state(..., fixed=True)")
         out = self._attend(q, k, v)
         if self.context is not None:  # keep what the next frames can still see
             start = k.shape[2] - min(k.shape[2], self.context - 1)
             k, v = k[:, :, start:], v[:, :, start:]
         return out, (k, v)
 
-    def init_state(self, batch_size, device=None):
-        """Empty key and value caches [B, nhead, 0, d_model / nhead]."""
-        empty = torch.zeros(batch_size, self.nhead, 0, self.d_model // self.nhead, device=device)
-        return empty, empty.clone()
+    def init_state(self, batch_size, device=None, fixed=False):
+        """Empty key and value caches [B, nhead, 0, d_model / nhead]; with ``fixed``, caches of
+        ``context - 1`` zero frames and their mask [B, context - 1], all False (not real)."""
+        frames = 0
+        if fixed:
+            if self.context is None:
+                raise ValueError(
+                    "a fixed-size attention state needs a context window: the cache of the "
+                    "whole past grows with the stream (set context_frames)"
+                )
+            frames = self.context - 1
+        empty = torch.zeros(batch_size, self.nhead, frames, self.d_model // self.nhead, device=device)
+        if not fixed:
+            return empty, empty.clone()
+        return empty, empty.clone(), torch.zeros(batch_size, frames, dtype=torch.bool, device=device)

@@ -81,20 +81,27 @@ class TSECausalModel(nn.Module):
             q = layer(q, mem)
         return self._mask(q)
 
-    def init_state(self, batch_size, device=None):
-        """Zero state: the encoder's conv histories and every decoder layer's state."""
-        layers = [layer.init_state(batch_size, device) for layer in self.layers]
+    def init_state(self, batch_size, device=None, fixed=False):
+        """Zero state: the encoder's conv histories and every decoder layer's state (with
+        ``fixed``, of a size that never changes, for a fixed-shape graph)."""
+        layers = [layer.init_state(batch_size, device, fixed=fixed) for layer in self.layers]
         return {"encoder": self.encoder.init_state(batch_size, device), "layers": layers}
 
-    def forward_chunk(self, x, clue, state):
-        """The next frames ``x`` [B, N_enc, l] of a stream; returns (mask, new state)."""
-        enc, enc_state = self.encoder.forward_chunk(x, state["encoder"])
+    def forward_chunk(self, x, clue, state, frame_mask=None):
+        """The next frames ``x`` [B, N_enc, l] of a stream; returns (mask, new state).
+
+        Frames where ``frame_mask`` [B, l] is False (only before every valid frame) are inert:
+        the state is as if the stream began after them, and their mask is 0."""
+        enc, enc_state = self.encoder.forward_chunk(x, state["encoder"], frame_mask)
         mem = self.proj_in(enc.transpose(1, 2))
         q, layer_states = self.query(clue, mem), []
         for layer, layer_state in zip(self.layers, state["layers"]):
-            q, layer_state = layer.forward_chunk(q, mem, layer_state)
+            q, layer_state = layer.forward_chunk(q, mem, layer_state, frame_mask)
             layer_states.append(layer_state)
-        return self._mask(q), {"encoder": enc_state, "layers": layer_states}
+        est = self._mask(q)
+        if frame_mask is not None:
+            est = est * frame_mask[:, None, :].to(est.dtype)
+        return est, {"encoder": enc_state, "layers": layer_states}
 
 
 class StreamingExtractor(TargetExtractor):
@@ -148,11 +155,13 @@ class StreamingExtractor(TargetExtractor):
             "received": 0,  # samples received so far
         }
 
-    def _frames(self, segment, state):
+    def _frames(self, segment, state, frame_mask=None):
         """Runs the frames of ``segment`` (a whole number of hops plus the kernel overlap);
-        returns the output samples they make final."""
+        returns the output samples they make final (masked frames add nothing to them)."""
         feats = self.encoder(segment)
-        est, masknet_state = self.masknet.forward_chunk(feats, state["clue"], state["masknet"])
+        est, masknet_state = self.masknet.forward_chunk(
+            feats, state["clue"], state["masknet"], frame_mask
+        )
         wav = self.decoder(feats * est).reshape(segment.shape[0], -1)
         overlap = self.kernel - self.stride
         wav = torch.cat([wav[:, :overlap] + state["tail"], wav[:, overlap:]], dim=1)
