@@ -128,23 +128,7 @@ class TargetSpeakerExtraction(Pretrained):
 
     def load_audio(self, path, name="mixture"):
         """Reads any-rate, any-channel audio as mono at the model's rate ([T] float32)."""
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"{name} file not found: {path}")
-        try:
-            data, rate = soundfile.read(path, dtype="float32", always_2d=True)
-        except Exception as error:
-            raise ValueError(f"{name} file is not readable audio: {path} ({str(error).splitlines()[0]})")
-        if data.shape[0] == 0:
-            raise ValueError(f"{name} file is empty: {path}")
-        wav = torch.from_numpy(data.T.copy())
-        if wav.shape[0] > 1:
-            logger.warning("%s has %d channels: downmixed to mono", path, wav.shape[0])
-        wav = wav.mean(0)
-        if rate != self.sample_rate:
-            import torchaudio
-
-            wav = torchaudio.functional.resample(wav, rate, self.sample_rate)
-        return wav
+        return read_audio(path, self.sample_rate, name)
 
     def extract_file(self, mixture_path, enrollment_path=None, label=None, savedir=None):
         """Extracts the target from a file; returns [T] at the model's rate.
@@ -211,3 +195,25 @@ def _as_float(x, name):
     if x.dtype in (torch.int32, torch.int64):
         return x
     raise ValueError(f"{name} has unsupported dtype {x.dtype}")
+
+
+def read_audio(path, sample_rate, name="mixture"):
+    """Reads any-rate, any-channel audio as mono at ``sample_rate`` ([T] float32); a missing,
+    unreadable or empty file raises a one-line error naming it."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{name} file not found: {path}")
+    try:
+        data, rate = soundfile.read(path, dtype="float32", always_2d=True)
+    except Exception as error:
+        raise ValueError(f"{name} file is not readable audio: {path} ({str(error).splitlines()[0]})")
+    if data.shape[0] == 0:
+        raise ValueError(f"{name} file is empty: {path}")
+    wav = torch.from_numpy(data.T.copy())
+    if wav.shape[0] > 1:
+        logger.warning("%s has %d channels: downmixed to mono", path, wav.shape[0])
+    wav = wav.mean(0)
+    if rate != sample_rate:
+        import torchaudio
+
+        wav = torchaudio.functional.resample(wav, rate, sample_rate)
+    return wav

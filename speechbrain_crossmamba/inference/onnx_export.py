@@ -258,7 +258,7 @@ def export_onnx(model, chunk_ms, out, verify_chunks=50):
     with open(paths["json"], "w") as f:
         json.dump(spec, f, indent=1)
     if verify_chunks:
-        verify(model, paths["json"], clue_in, verify_chunks)
+        spec["verified_max_abs_diff"] = verify(model, paths["json"], clue_in, verify_chunks)
     return spec
 
 
