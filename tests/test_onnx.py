@@ -49,6 +49,16 @@ def test_onnx_runtime_equals_forward_chunk_over_ten_seconds(exported):
     torch.testing.assert_close(tail[:, :-hop], ref_tail[:, :-hop], rtol=0, atol=1e-4)
 
 
+def test_the_clue_graph_equals_the_clue_encoder_at_any_enrollment_length(exported):
+    model, path, spec, clue = exported
+    runner = OnnxStreamingExtractor(path)
+    clues = [clue] if spec["clue"]["input"] == "labels" else [_signal(s, seed=6) for s in (0.6, 2.3)]
+    for c in clues:
+        with torch.no_grad():
+            ref = model.encode_clue(c).numpy()
+        np.testing.assert_allclose(runner.encode_clue(c), ref, atol=1e-5, rtol=0)
+
+
 def test_every_graph_input_has_a_fixed_shape_and_the_state_keeps_it(exported):
     _, path, spec, clue = exported
     session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])

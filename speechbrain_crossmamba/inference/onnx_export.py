@@ -161,7 +161,7 @@ def _torch_backends(module):
     return restore
 
 
-def _export(module, args, path, input_names, output_names, dynamic_shapes=None):
+def _export(module, args, input_names, output_names, dynamic_shapes=None):
     """``torch.onnx.export`` (dynamo), quiet, then the metadata is added by the caller."""
     loggers = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript")]
     levels = [logger.level for logger in loggers]
@@ -204,7 +204,9 @@ def export_onnx(model, chunk_ms, out, verify_chunks=50):
         Path of the chunk graph (``.onnx``); the clue graph and the JSON go beside it.
     verify_chunks : int
         Chunks of noise run through ONNX Runtime and PyTorch after the export; a difference
-        over 1e-3 raises (0: no check).
+        over 1e-3 raises (0: no check). Its largest difference is ``verified_max_abs_diff``.
+
+    Example: see :class:`~speechbrain_crossmamba.inference.onnx_stream.OnnxStreamingExtractor`.
     """
     for name in ("onnxscript", "onnx"):
         require_onnx(name, "the ONNX export")
@@ -214,7 +216,7 @@ def export_onnx(model, chunk_ms, out, verify_chunks=50):
         model = model.streaming_extractor
     if not hasattr(model, "init_state") or not hasattr(model.masknet, "forward_chunk"):
         raise ValueError(f"{type(model).__name__} is not a streaming model; export a StreamingExtractor")
-    model = model.eval()
+    training, model = model.training, model.eval()
     rate, hop = model.sample_rate, model.stride
     chunk = max(1, round(chunk_ms * rate / 1000 / hop)) * hop
     graph, clue_graph = ChunkGraph(model, chunk).eval(), ClueGraph(model.clue_encoder).eval()
@@ -230,14 +232,14 @@ def export_onnx(model, chunk_ms, out, verify_chunks=50):
             args = (torch.zeros(1, chunk), clue, *state.values())
             names_in = ["chunk", "clue", *state]
             names_out = ["out", *(n + ".next" for n in state)]
-            chunk_program = _export(graph, args, paths["chunk"], names_in, names_out)
+            chunk_program = _export(graph, args, names_in, names_out)
             dynamic = None
             if clue_graph.kind == "enrollment":
                 dynamic = ({1: torch.export.Dim("samples", min=model.kernel)},)
-            clue_program = _export(clue_graph, (clue_in,), paths["clue"], [clue_graph.kind],
-                                   ["clue"], dynamic)  # fmt: skip
+            clue_program = _export(clue_graph, (clue_in,), [clue_graph.kind], ["clue"], dynamic)
     finally:
         restore()
+        model.train(training)
     spec = {
         "format": "speechbrain-crossmamba streaming ONNX, version 1",
         "sample_rate": rate,
