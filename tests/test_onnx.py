@@ -34,6 +34,9 @@ def test_onnx_runtime_equals_forward_chunk_over_ten_seconds(exported):
     model, path, spec, clue = exported
     runner = OnnxStreamingExtractor(path)
     assert spec["chunk_samples"] == runner.chunk_samples == 64
+    # the export worked on a copy: the caller's model keeps its fast backends (and its mode)
+    assert {m.scan_backend for m in model.modules() if hasattr(m, "scan_backend")} <= {"auto"}
+    assert not model.training
     mix = _signal(10.0, seed=1)
     with torch.no_grad():
         ref_state, state = model.init_state(clue), runner.init_state(clue)

@@ -28,6 +28,7 @@ Authors
 """
 
 import contextlib
+import copy
 import io
 import json
 import logging
@@ -147,20 +148,6 @@ class ClueGraph(nn.Module):
         return torch.randn(1, self.encoder.d_in)
 
 
-def _torch_backends(module):
-    """Sets every Mamba mixer to the pure-PyTorch scan and conv; returns a function to undo it."""
-    mixers = [m for m in module.modules() if hasattr(m, "scan_backend")]
-    saved = [(m.scan_backend, m.conv_backend) for m in mixers]
-    for m in mixers:
-        m.scan_backend = m.conv_backend = "torch"
-
-    def restore():
-        for m, (scan, conv) in zip(mixers, saved):
-            m.scan_backend, m.conv_backend = scan, conv
-
-    return restore
-
-
 def _export(module, args, input_names, output_names, dynamic_shapes=None):
     """``torch.onnx.export`` (dynamo), quiet, then the metadata is added by the caller."""
     loggers = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript")]
@@ -216,30 +203,28 @@ def export_onnx(model, chunk_ms, out, verify_chunks=50):
         model = model.streaming_extractor
     if not hasattr(model, "init_state") or not hasattr(model.masknet, "forward_chunk"):
         raise ValueError(f"{type(model).__name__} is not a streaming model; export a StreamingExtractor")
-    training, model = model.training, model.eval()
+    reference = copy.deepcopy(model).cpu().eval()  # the caller's model is left as it is
+    model = copy.deepcopy(reference)
+    for mixer in (m for m in model.modules() if hasattr(m, "scan_backend")):
+        mixer.scan_backend = mixer.conv_backend = "torch"  # plain operators, no custom kernels
     rate, hop = model.sample_rate, model.stride
     chunk = max(1, round(chunk_ms * rate / 1000 / hop)) * hop
     graph, clue_graph = ChunkGraph(model, chunk).eval(), ClueGraph(model.clue_encoder).eval()
     base = out[:-5] if out.endswith(".onnx") else out
     paths = {"chunk": base + ".onnx", "clue": base + ".clue.onnx", "json": base + ".json"}
     os.makedirs(os.path.dirname(os.path.abspath(paths["chunk"])), exist_ok=True)
-    restore = _torch_backends(model)
-    try:
-        with torch.no_grad():
-            clue_in = clue_graph.example(rate)
-            clue = clue_graph(clue_in)
-            state = graph.initial_state()
-            args = (torch.zeros(1, chunk), clue, *state.values())
-            names_in = ["chunk", "clue", *state]
-            names_out = ["out", *(n + ".next" for n in state)]
-            chunk_program = _export(graph, args, names_in, names_out)
-            dynamic = None
-            if clue_graph.kind == "enrollment":
-                dynamic = ({1: torch.export.Dim("samples", min=model.kernel)},)
-            clue_program = _export(clue_graph, (clue_in,), [clue_graph.kind], ["clue"], dynamic)
-    finally:
-        restore()
-        model.train(training)
+    with torch.no_grad():
+        clue_in = clue_graph.example(rate)
+        clue = clue_graph(clue_in)
+        state = graph.initial_state()
+        args = (torch.zeros(1, chunk), clue, *state.values())
+        names_in = ["chunk", "clue", *state]
+        names_out = ["out", *(n + ".next" for n in state)]
+        chunk_program = _export(graph, args, names_in, names_out)
+        dynamic = None
+        if clue_graph.kind == "enrollment":
+            dynamic = ({1: torch.export.Dim("samples", min=model.kernel)},)
+        clue_program = _export(clue_graph, (clue_in,), [clue_graph.kind], ["clue"], dynamic)
     spec = {
         "format": "speechbrain-crossmamba streaming ONNX, version 1",
         "sample_rate": rate,
@@ -260,7 +245,7 @@ def export_onnx(model, chunk_ms, out, verify_chunks=50):
     with open(paths["json"], "w") as f:
         json.dump(spec, f, indent=1)
     if verify_chunks:
-        spec["verified_max_abs_diff"] = verify(model, paths["json"], clue_in, verify_chunks)
+        spec["verified_max_abs_diff"] = verify(reference, paths["json"], clue_in, verify_chunks)
     return spec
 
 
