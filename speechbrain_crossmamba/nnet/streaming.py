@@ -106,7 +106,8 @@ class CausalConvStack(nn.Module):
         ``mask`` [B, l] (False: inert) may only mark frames before every valid one: they are
         zeroed at every layer, and so enter the histories as the zeros of the initial state.
         The chunk runs time-major ([B, l, C]: per-frame norms and pointwise convs as matrix
-        products, no transposes), which halves its time in ONNX Runtime at Waveformer's widths.
+        products, no transposes): in ONNX Runtime at Waveformer's widths, 1.1 ms per 8 ms chunk
+        against 1.7 ms channel-major.
         """
         keep = None if mask is None else mask[:, :, None].to(x.dtype)
         h, new_state = x.transpose(1, 2), []
@@ -303,7 +304,8 @@ class CausalCrossAttentionLayer(_CausalDecoderLayer):
             valid = torch.cat([state[2], new], dim=1)
             K = state[2].shape[1]
             out = self._attend(q, k, v, valid)
-            return out, (k[:, :, k.shape[2] - K :], v[:, :, v.shape[2] - K :], valid[:, valid.shape[1] - K :])
+            keep = slice(k.shape[2] - K, None)  # the last K frames
+            return out, (k[:, :, keep], v[:, :, keep], valid[:, keep])
         if mask is not None:
             raise ValueError("a frame mask needs the fixed-size state: init_state(..., fixed=True)")
         out = self._attend(q, k, v)
