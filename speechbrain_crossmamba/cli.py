@@ -163,7 +163,7 @@ def stream_onnx(args):
         clue = model.labels_to_clue(args.label)
     else:
         if model.clue_kind != "enrollment":
-            raise ValueError(f"this model takes a {model.clue_kind} clue, not an enrollment")
+            raise ValueError(f"this model takes {model.clue_kind!r} as its clue, not an enrollment")
         clue = read_audio(args.enrollment, model.sample_rate, "enrollment")[None]
     mix = read_audio(args.mixture, model.sample_rate)
     run = simulate_stream(model, mix, clue, model.chunk_samples, args.realtime)

@@ -171,6 +171,10 @@ def test_export_and_stream_commands_give_the_pytorch_stream(tmp_path):
     assert run.returncode == 2
     assert run.stderr.strip() == ("speechbrain-crossmamba: error: unknown class name(s) ['cat']; "
                                   "known: siren, bell, dog")  # fmt: skip
+    run = _cli("stream-onnx", "--onnx", out, "--mixture", mix, "--enrollment", mix)
+    assert run.returncode == 2
+    assert run.stderr.strip() == ("speechbrain-crossmamba: error: this model takes 'labels' as its "
+                                  "clue, not an enrollment")  # fmt: skip
 
 
 @pytest.mark.parametrize("module", ["onnxruntime", "onnxscript"])

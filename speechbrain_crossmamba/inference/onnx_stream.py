@@ -116,7 +116,7 @@ class OnnxStreamingExtractor:
         """Class names (a list, or one space-separated string) -> the multi-hot clue [1, K]."""
         classes = self.spec["clue"].get("classes")
         if self.clue_kind != "labels":
-            raise ValueError(f"this model takes an {self.clue_kind} clue, not class labels")
+            raise ValueError(f"this model takes {self.clue_kind!r} as its clue, not class labels")
         if not classes:
             raise ValueError("this export has no class names; pass class indices")
         names = names.split() if isinstance(names, str) else list(names)
