@@ -22,20 +22,12 @@ import os
 import platform
 import tempfile
 
-import numpy as np
 import torch
 from streaming import ROOT, _signal, load_model
 
 from speechbrain_crossmamba.inference.onnx_export import export_onnx
 from speechbrain_crossmamba.inference.onnx_stream import OnnxStreamingExtractor
-from speechbrain_crossmamba.inference.streaming import simulate_stream
-
-
-def _summary(run):
-    lat = run["latency_ms"]
-    return {"p50_ms": float(np.percentile(lat, 50)), "p95_ms": float(np.percentile(lat, 95)),
-            "max_ms": float(lat.max()),
-            "rtf": float(run["compute_ms"].sum() / (len(lat) * run["chunk_ms"]))}  # fmt: skip
+from speechbrain_crossmamba.inference.streaming import latency_stats, simulate_stream
 
 
 def measure(size, decoder, chunk_ms, seconds, threads, folder):
@@ -47,7 +39,7 @@ def measure(size, decoder, chunk_ms, seconds, threads, folder):
     mix, chunk, label = _signal(seconds, model.sample_rate), spec["chunk_samples"], torch.tensor([3])
     ort_run = simulate_stream(runner, mix, label, chunk)
     torch_run = simulate_stream(model, mix, label, chunk)
-    ort, pt = _summary(ort_run), _summary(torch_run)
+    ort, pt = latency_stats(ort_run), latency_stats(torch_run)
     return {"size": size, "decoder": decoder, "chunk_ms": spec["chunk_ms"], "chunk_samples": chunk,
             "torch": pt, "onnxruntime": ort, "p50_ratio": ort["p50_ms"] / pt["p50_ms"],
             "max_abs_diff": float((ort_run["output"] - torch_run["output"])[:-model.stride].abs().max()),

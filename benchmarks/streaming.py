@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from hyperpyyaml import load_hyperpyyaml
 
-from speechbrain_crossmamba.inference.streaming import simulate_stream
+from speechbrain_crossmamba.inference.streaming import latency_stats, simulate_stream
 from speechbrain_crossmamba.nnet.streaming import CausalCrossAttentionLayer, state_numel
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -80,12 +80,9 @@ def latency_table(sizes, decoders, seconds):
             for chunk_ms in (8, 16, 32):
                 chunk = round(chunk_ms * model.sample_rate / 1000)
                 run = simulate_stream(model, mix, torch.tensor([3]), chunk)
-                lat = run["latency_ms"]
                 rows.append({
                     "size": size, "decoder": decoder, "chunk_ms": chunk_ms, "chunk_samples": chunk,
-                    "p50_ms": float(np.percentile(lat, 50)), "p95_ms": float(np.percentile(lat, 95)),
-                    "max_ms": float(lat.max()),
-                    "rtf": float(run["compute_ms"].sum() / (len(lat) * run["chunk_ms"])),
+                    **latency_stats(run),
                     "algorithmic_latency_ms": run["chunk_ms"] + run["lookahead_ms"],
                 })  # fmt: skip
                 print(_latency_row(rows[-1]), flush=True)

@@ -140,15 +140,15 @@ def export_onnx(args):
     """Runs ``export-onnx``; returns the JSON contract (a dict)."""
     from speechbrain_crossmamba.inference import TargetSpeakerExtraction
     from speechbrain_crossmamba.inference.onnx_export import export_onnx as export
+    from speechbrain_crossmamba.inference.onnx_export import export_paths
 
     model = TargetSpeakerExtraction.from_hparams(source=args.model, run_opts={"device": "cpu"})
     spec = export(model, args.chunk_ms, args.out)
     print(f"{spec['chunk_samples']} samples per chunk ({spec['chunk_ms']:.2f} ms at "
           f"{spec['sample_rate']} Hz), {len(spec['state'])} state tensors; ONNX Runtime against "
           f"PyTorch over 50 chunks: max |difference| {spec['verified_max_abs_diff']:.1e}")  # fmt: skip
-    base = args.out[:-5] if args.out.endswith(".onnx") else args.out
-    for suffix in (".onnx", ".clue.onnx", ".json"):
-        print(base + suffix)
+    for path in export_paths(args.out).values():
+        print(path)
     return spec
 
 

@@ -210,8 +210,7 @@ def export_onnx(model, chunk_ms, out, verify_chunks=50):
     rate, hop = model.sample_rate, model.stride
     chunk = max(1, round(chunk_ms * rate / 1000 / hop)) * hop
     graph, clue_graph = ChunkGraph(model, chunk).eval(), ClueGraph(model.clue_encoder).eval()
-    base = out[:-5] if out.endswith(".onnx") else out
-    paths = {"chunk": base + ".onnx", "clue": base + ".clue.onnx", "json": base + ".json"}
+    paths = export_paths(out)
     os.makedirs(os.path.dirname(os.path.abspath(paths["chunk"])), exist_ok=True)
     with torch.no_grad():
         clue_in = clue_graph.example(rate)
@@ -247,6 +246,18 @@ def export_onnx(model, chunk_ms, out, verify_chunks=50):
     if verify_chunks:
         spec["verified_max_abs_diff"] = verify(reference, paths["json"], clue_in, verify_chunks)
     return spec
+
+
+def export_paths(out):
+    """The chunk graph, clue graph and JSON that :func:`export_onnx` writes for ``out``.
+
+    Example
+    -------
+    >>> export_paths("deploy/model.onnx")
+    {'chunk': 'deploy/model.onnx', 'clue': 'deploy/model.clue.onnx', 'json': 'deploy/model.json'}
+    """
+    base = out[:-5] if out.endswith(".onnx") else out
+    return {"chunk": base + ".onnx", "clue": base + ".clue.onnx", "json": base + ".json"}
 
 
 def _tensor_spec(name, tensor):

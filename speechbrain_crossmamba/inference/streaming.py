@@ -84,6 +84,22 @@ def simulate_stream(extractor, mixture, clue, chunk_samples, realtime=False, clu
     }
 
 
+def latency_stats(run):
+    """Per-chunk latency p50, p95 and max (ms) and the real-time factor of a
+    :func:`simulate_stream` result.
+
+    Example
+    -------
+    >>> latency_stats({"compute_ms": np.array([1.0, 3.0]), "latency_ms": np.array([1.0, 3.0]),
+    ...                "chunk_ms": 8.0})
+    {'p50_ms': 2.0, 'p95_ms': 2.9, 'max_ms': 3.0, 'rtf': 0.25}
+    """
+    lat = run["latency_ms"]
+    return {"p50_ms": float(np.percentile(lat, 50)), "p95_ms": float(np.percentile(lat, 95)),
+            "max_ms": float(lat.max()),
+            "rtf": float(run["compute_ms"].sum() / (len(lat) * run["chunk_ms"]))}  # fmt: skip
+
+
 def latency_summary(run):
     """Two lines for a :func:`simulate_stream` result: setup, then latency percentiles.
 
@@ -95,13 +111,12 @@ def latency_summary(run):
     3 chunks of 8.0 ms; algorithmic latency 9.0 ms (chunk + 1.0 ms decoder overlap); real-time factor 0.250
     per-chunk latency: p50 2.00 ms, p95 2.90 ms, max 3.00 ms; chunks late (latency > chunk): 0
     """
-    lat = run["latency_ms"]
-    rtf = run["compute_ms"].sum() / (len(lat) * run["chunk_ms"])
+    lat, stats = run["latency_ms"], latency_stats(run)
     late = int((lat > run["chunk_ms"]).sum())
     return (
         f"{len(lat)} chunks of {run['chunk_ms']:.1f} ms; algorithmic latency "
         f"{run['chunk_ms'] + run['lookahead_ms']:.1f} ms (chunk + {run['lookahead_ms']:.1f} ms "
-        f"decoder overlap); real-time factor {rtf:.3f}\n"
-        f"per-chunk latency: p50 {np.percentile(lat, 50):.2f} ms, p95 {np.percentile(lat, 95):.2f} ms, "
-        f"max {lat.max():.2f} ms; chunks late (latency > chunk): {late}"
+        f"decoder overlap); real-time factor {stats['rtf']:.3f}\n"
+        f"per-chunk latency: p50 {stats['p50_ms']:.2f} ms, p95 {stats['p95_ms']:.2f} ms, "
+        f"max {stats['max_ms']:.2f} ms; chunks late (latency > chunk): {late}"
     )
