@@ -215,6 +215,8 @@ class TSEBrain(sb.Brain):
     def _in_warm_start(self, epoch):
         """Whether ``epoch`` is one of the separation epochs (``warm_start_epochs``)."""
         warm = int(self._hparam("warm_start_epochs"))
+        if self._hparam("init_from", None):  # fine-tuning a trained extractor: no warm start
+            return False
         if warm > 0 and self._outputs() < 2:
             raise SystemExit("warm_start_epochs > 0 needs a two-output model: set num_spks: 2")
         return epoch is not None and epoch <= warm
@@ -345,6 +347,30 @@ def prepare_datasets(hparams):
     return datasets
 
 
+def load_pretrained_extractor(extractor, folder):
+    """Loads ``folder/extractor.ckpt`` (a ``pretrained/`` folder) into ``extractor``, strictly.
+
+    A resumed run then loads its own checkpoint over it, so fine-tuning resumes as any run.
+
+    Example
+    -------
+    >>> hp = load_hyperpyyaml(open("hparams/models/tse.yaml"), {"N": 16, "num_layers": 1})
+    >>> load_pretrained_extractor(hp["extractor"], "/no/such/folder")
+    Traceback (most recent call last):
+    ...
+    SystemExit: init_from: no extractor.ckpt in /no/such/folder
+    """
+    path = os.path.join(folder, "extractor.ckpt")
+    if not os.path.isfile(path):
+        raise SystemExit(f"init_from: no extractor.ckpt in {folder}")
+    try:
+        extractor.load_state_dict(torch.load(path, map_location="cpu"))
+    except RuntimeError as error:
+        first = str(error).splitlines()[0]
+        raise SystemExit(f"init_from: {path} does not fit this model ({first})") from None
+    logger.info("extractor started from %s", path)
+
+
 def main(argv):
     """The recipe: ``python train.py hparams/<config>.yaml [--key=value ...]``.
 
@@ -376,6 +402,13 @@ def main(argv):
         run_opts=run_opts,
         checkpointer=hparams["checkpointer"],
     )
+    classes = getattr(hparams.get("speaker_classifier"), "out_features", None)
+    speakers = len(getattr(datasets["train"], "speaker_index", ()))
+    if classes is not None and hparams.get("spk_loss_weight", 0) > 0 and speakers > classes:
+        raise SystemExit(f"the training data have {speakers} speakers but the speaker classifier "
+                         f"{classes} classes: set --n_speaker_classes={speakers} or more")
+    if hparams.get("init_from"):
+        load_pretrained_extractor(hparams["modules"]["extractor"], hparams["init_from"])
     if hparams.get("speaker_embedding_ckpt"):
         load_speaker_embedding(hparams["modules"]["extractor"], hparams["speaker_embedding_ckpt"])
     brain.fit(

@@ -1,0 +1,382 @@
+"""RealVoices: a corpus of real recorded speech from installed Debian packages.
+
+The recordings of :mod:`~speechbrain_crossmamba.dataio.voice_packages` are read in place,
+resampled to 8 kHz, cut at pauses into utterances of ``min_seconds``..``max_seconds``, trimmed
+of leading and trailing silence and normalised to one speech level. Speakers are assigned to
+splits by name (``valid_speakers``, ``test_speakers``; all others train), so no speaker
+crosses splits. Valid and test get fixed two-speaker mixture lists in SynthSpeakers' format,
+so the training recipe, the benchmark and ``tse_data.mixture_dataset`` read them alike.
+
+The default test speakers are the benchmark's (``benchmarks/real_voices.py``): both Czech
+Fish Fillets voices and two Drascula characters. The default valid speakers, disjoint from
+both, choose the checkpoint and drive the learning-rate schedule: both Dutch Fish Fillets
+voices and three other Drascula characters. The telephony prompts ``asterisk-core-sounds-*``
+are reserved for an independent evaluation and never read here.
+
+Reproducible: the corpus folder ``<data_folder>/RealVoices_<config hash>`` holds a
+``manifest.json`` with the config, every source's package and version, the speakers of each
+split with their minutes, and a digest of all WAVs; the same config and package versions give
+the same files. A source whose package is not installed is reported in one log line naming
+the package and ``tools/install_voices.sh``; the corpus is built from the rest.
+
+Authors
+ * speechbrain-crossmamba contributors
+"""
+
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+
+import numpy as np
+
+from speechbrain_crossmamba.dataio import synth_speakers as synth
+from speechbrain_crossmamba.dataio.voice_packages import SOURCES, package_version
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+FRAME_S = 0.02
+LEVEL_RMS = 0.1  # RMS of the voiced frames of every utterance (-20 dBFS)
+PEAK = 0.9
+TEST_SPEAKERS = ("fillets_cs_small", "fillets_cs_big", "drascula_vonbraun", "drascula_bj")
+VALID_SPEAKERS = ("fillets_nl_small", "fillets_nl_big", "drascula_igor", "drascula_bartender",
+                  "drascula_werewolf")
+INSTALL_HINT = "sudo bash tools/install_voices.sh"
+
+
+def _frame_db(wav, rate):
+    """Per-frame energy in dB (20 ms frames)."""
+    hop = max(1, int(FRAME_S * rate))
+    n = len(wav) // hop
+    frames = wav[: n * hop].reshape(n, hop).astype(np.float64)
+    return 10.0 * np.log10((frames**2).mean(axis=1) + 1e-12), hop
+
+
+def cut_utterances(wav, rate, min_seconds=1.5, max_seconds=8.0, floor_db=40.0, pause_s=0.15):
+    """Cuts a recorded line into utterances at its pauses.
+
+    A frame is silent when it is more than ``floor_db`` below the line's loudest frame; runs
+    of at least ``pause_s`` of silence are the possible cuts. Voiced stretches are joined
+    until the next would pass ``max_seconds`` (a stretch longer than that is cut in
+    ``max_seconds`` pieces); pieces shorter than ``min_seconds`` are dropped. Each utterance
+    keeps 50 ms of margin around its voiced frames.
+
+    Returns
+    -------
+    list of (start, stop) sample indices.
+
+    Example
+    -------
+    >>> rate = 8000; t = np.arange(rate * 2) / rate
+    >>> tone = np.sin(2 * np.pi * 200 * t).astype(np.float32)
+    >>> line = np.concatenate([np.zeros(4000), tone, np.zeros(4000), tone, np.zeros(800)])
+    >>> cut_utterances(line, rate, max_seconds=3.0)
+    [(3600, 20400), (23600, 40400)]
+    >>> cut_utterances(line, rate, max_seconds=6.0)
+    [(3600, 40400)]
+    """
+    db, hop = _frame_db(wav, rate)
+    if len(db) == 0:
+        return []
+    voiced = db > db.max() - floor_db
+    pause = max(1, int(round(pause_s / FRAME_S)))
+    stretches, start, quiet = [], None, 0  # voiced stretches [a, b) in frames
+    for k, v in enumerate(voiced):
+        if v:
+            start = k if start is None else start
+            quiet, end = 0, k + 1
+        elif start is not None:
+            quiet += 1
+            if quiet >= pause:
+                stretches.append((start, end))
+                start = None
+    if start is not None:
+        stretches.append((start, end))
+    longest, shortest = int(max_seconds / FRAME_S), int(math.ceil(min_seconds / FRAME_S))
+    pieces = []
+    for a, b in stretches:  # split over-long stretches
+        pieces += [(s, min(s + longest, b)) for s in range(a, b, longest)]
+    merged = []
+    for a, b in pieces:
+        if merged and b - merged[-1][0] <= longest:
+            merged[-1] = (merged[-1][0], b)
+        else:
+            merged.append((a, b))
+    margin = int(0.05 * rate)
+    return [(max(a * hop - margin, 0), min(b * hop + margin, len(wav)))
+            for a, b in merged if b - a >= shortest]
+
+
+def normalise(wav, rate):
+    """Scales an utterance so that its voiced frames have RMS ``LEVEL_RMS`` (peak at most
+    ``PEAK``).
+
+    Example
+    -------
+    >>> x = np.concatenate([np.zeros(800), 0.01 * np.ones(1600)]).astype(np.float32)
+    >>> y = normalise(x, 8000)
+    >>> round(float(np.sqrt((y[800:] ** 2).mean())), 3)
+    0.1
+    """
+    db, hop = _frame_db(wav, rate)
+    voiced = db > db.max() - 30.0
+    frames = wav[: len(db) * hop].reshape(len(db), hop)[voiced]
+    gain = LEVEL_RMS / (np.sqrt((frames.astype(np.float64) ** 2).mean()) + 1e-9)
+    gain = min(gain, PEAK / (np.abs(wav).max() + 1e-9))
+    return (wav * gain).astype(np.float32)
+
+
+def _utterances(load, rate, config):
+    """The processed utterances of one recording (8 kHz float32 arrays)."""
+    from scipy.signal import resample_poly
+
+    wav, in_rate = load()
+    wav = wav - wav.mean() if len(wav) else wav
+    if len(wav) < in_rate * config["min_seconds"] or not np.isfinite(wav).all():
+        return []
+    g = math.gcd(rate, in_rate)
+    wav = resample_poly(wav.astype(np.float64), rate // g, in_rate // g).astype(np.float32)
+    cuts = cut_utterances(wav, rate, config["min_seconds"], config["max_seconds"])
+    return [normalise(wav[a:b], rate) for a, b in cuts]
+
+
+def available_sources(sources):
+    """``{source: package version}`` of the sources whose package is installed; logs one
+    line for each that is not."""
+    found = {}
+    for source in sources:
+        if source not in SOURCES:
+            raise ValueError(f"unknown real-voice source {source!r}; known: {', '.join(SOURCES)}")
+        package = SOURCES[source][0]
+        version = package_version(package)
+        if version is None and SOURCES[source][3]():  # files present without dpkg (a copy)
+            version = "unknown"
+        if version is None:
+            logger.warning("RealVoices: %s is not installed, skipped (install: %s)", package,
+                           INSTALL_HINT)
+        else:
+            found[source] = version
+    return found
+
+
+def _build(config, versions, final):
+    """Writes the corpus into ``<final>.partial`` and renames it to ``final``."""
+    partial = final + ".partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    os.makedirs(partial)
+    rate, splits = config["sample_rate"], {}
+    for spk in config["test_speakers"]:
+        splits[spk] = "test"
+    for spk in config["valid_speakers"]:
+        splits[spk] = "valid"
+    by_speaker = {}
+    for source in versions:
+        for speaker, key, load in SOURCES[source][3]():
+            by_speaker.setdefault(speaker, []).append((key, load))
+    rows, audio, info = {s: [] for s in synth.SPLITS}, {}, {}
+    for speaker in sorted(by_speaker):
+        split = splits.get(speaker, "train")
+        rng = np.random.default_rng((21, config["seed"], int(hashlib.md5(speaker.encode()).hexdigest()[:8], 16)))
+        recordings = by_speaker[speaker]
+        order = rng.permutation(len(recordings))
+        kept, seconds = [], 0.0
+        for index in order:
+            key, load = recordings[index]
+            for j, wav in enumerate(_utterances(load, rate, config)):
+                kept.append((key, j, wav))
+            if len(kept) >= config["max_utterances_per_speaker"]:
+                break
+        kept = kept[: config["max_utterances_per_speaker"]]
+        if len(kept) < config["min_utterances_per_speaker"]:
+            continue
+        for u, (key, j, wav) in enumerate(kept):
+            utt = f"{speaker}_u{u:03d}"
+            rel = os.path.join("wavs", split, speaker, utt + ".wav")
+            synth._write_wav(os.path.join(partial, rel), wav, rate)
+            rows[split].append([utt, f"{len(wav) / rate:.4f}", os.path.join(final, rel), speaker])
+            seconds += len(wav) / rate
+            if split != "train":
+                audio[utt] = wav
+        info[speaker] = {"split": split, "utterances": len(kept),
+                         "minutes": round(seconds / 60, 2), "source_files": sorted({k for k, _, _ in kept})}
+    for split in synth.SPLITS:
+        if len({r[3] for r in rows[split]}) < 2:
+            raise RuntimeError(f"RealVoices: fewer than 2 {split} speakers found; install: {INSTALL_HINT}")
+        synth._write_csv(os.path.join(partial, f"{split}_utts.csv"), synth.UTT_HEADER, rows[split])
+    mix_config = dict(config, noise=True)
+    for split in ("valid", "test"):
+        mixes = synth._mixtures(mix_config, split, rows[split], audio, partial, final)
+        synth._write_csv(os.path.join(partial, f"{split}.csv"), synth.MIX_HEADER, mixes)
+    with open(os.path.join(partial, "speakers.json"), "w") as f:
+        json.dump(info, f, indent=1, sort_keys=True)
+    manifest = {
+        "format": FORMAT_VERSION,
+        "config": config,
+        "root": final,
+        "packages": {s: {"package": SOURCES[s][0], "version": v, "section": SOURCES[s][1],
+                         "licence": SOURCES[s][2]} for s, v in versions.items()},
+        "speakers": {s: sorted(k for k, v in info.items() if v["split"] == s) for s in synth.SPLITS},
+        "minutes": {s: round(sum(float(r[1]) for r in rows[s]) / 60, 2) for s in synth.SPLITS},
+        "digest": synth._digest(partial),
+    }
+    with open(os.path.join(partial, "manifest.json"), "w") as f:
+        json.dump(manifest, f, indent=1, sort_keys=True)
+    os.replace(partial, final)
+
+
+def prepare_real_voices(
+    data_folder,
+    sources=tuple(SOURCES),
+    seed=1234,
+    valid_speakers=VALID_SPEAKERS,
+    test_speakers=TEST_SPEAKERS,
+    n_valid_mixtures=100,
+    n_test_mixtures=200,
+    sample_rate=8000,
+    snr_range=(-5.0, 5.0),
+    min_seconds=1.5,
+    max_seconds=8.0,
+    max_utterances_per_speaker=200,
+    min_utterances_per_speaker=8,
+):
+    """Makes (once) the RealVoices corpus from the installed packages; returns its CSV paths.
+
+    Arguments
+    ---------
+    data_folder : str
+        Where the corpus folder is made.
+    sources : sequence of str
+        Sources of :data:`~speechbrain_crossmamba.dataio.voice_packages.SOURCES` to read.
+    seed : int
+        Seed of the utterance choice and the valid/test mixtures.
+    valid_speakers, test_speakers : sequence of str
+        Speaker IDs of the valid and test splits; every other speaker trains.
+    n_valid_mixtures, n_test_mixtures : int
+        Fixed two-speaker mixtures of the valid and test speakers.
+    sample_rate : int
+        Output rate.
+    snr_range : (float, float)
+        Target-to-interferer ratio of the fixed mixtures, in dB.
+    min_seconds, max_seconds : float
+        Utterance lengths after cutting at pauses.
+    max_utterances_per_speaker, min_utterances_per_speaker : int
+        At most this many utterances of a speaker (drawn at random with ``seed``, so that a
+        few long-talking characters do not dominate); speakers with fewer than the minimum
+        are left out.
+
+    Returns
+    -------
+    dict
+        Absolute paths ``train_utts``, ``valid_utts``, ``test_utts``, ``valid``, ``test``,
+        and ``manifest``.
+
+    Example
+    -------
+    >>> prepare_real_voices("/tmp", sources=["no_such_source"])
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown real-voice source 'no_such_source'; known: fillets_cs, fillets_nl, drascula, fotaq, uqm
+    """
+    config = {
+        "format": FORMAT_VERSION, "seed": int(seed), "sample_rate": int(sample_rate),
+        "snr_range": [float(x) for x in snr_range], "valid_speakers": sorted(valid_speakers),
+        "test_speakers": sorted(test_speakers), "n_valid_mixtures": int(n_valid_mixtures),
+        "n_test_mixtures": int(n_test_mixtures), "min_seconds": float(min_seconds),
+        "max_seconds": float(max_seconds), "sources": sorted(sources),
+        "max_utterances_per_speaker": int(max_utterances_per_speaker),
+        "min_utterances_per_speaker": int(min_utterances_per_speaker),
+    }
+    if set(valid_speakers) & set(test_speakers):
+        raise ValueError("valid_speakers and test_speakers must be disjoint")
+    versions = available_sources(sources)
+    if not versions:
+        raise RuntimeError(f"RealVoices: none of the packages is installed; install: {INSTALL_HINT}")
+    key_data = dict(config, versions=versions)
+    key = hashlib.sha256(json.dumps(key_data, sort_keys=True).encode()).hexdigest()[:8]
+    root = os.path.join(os.path.abspath(data_folder), f"RealVoices_{key}")
+    paths = {f"{s}_utts": os.path.join(root, f"{s}_utts.csv") for s in synth.SPLITS}
+    paths.update(valid=os.path.join(root, "valid.csv"), test=os.path.join(root, "test.csv"),
+                 manifest=os.path.join(root, "manifest.json"))
+    manifest = synth._read_manifest(root)
+    if manifest is not None and all(os.path.isfile(p) for p in paths.values()):
+        if manifest["root"] != root:
+            synth._relocate(root, manifest)
+        return paths
+    shutil.rmtree(root, ignore_errors=True)  # an incomplete corpus (killed run) is rebuilt
+    _build(config, versions, root)
+    return paths
+
+
+def _has_real_voices(sources):
+    return any(package_version(SOURCES[s][0]) is not None for s in sources if s in SOURCES)
+
+
+def prepare_tse_speakers(data_folder, synth, real, train_voices=("espeak",), eval_voices="espeak"):
+    """The speaker corpus of a recipe: SynthSpeakers (eSpeak NG), RealVoices, or both.
+
+    Arguments
+    ---------
+    data_folder : str
+        Where the combined training list is written (beside the corpora).
+    synth : callable
+        Makes SynthSpeakers, e.g. ``prepare_synth_speakers`` with the recipe's arguments.
+    real : callable
+        Makes RealVoices, e.g. :func:`prepare_real_voices` with the recipe's arguments; it
+        has a ``sources`` keyword (the voices it reads) when given as a ``functools.partial``.
+    train_voices : sequence of str, or "auto"
+        ``espeak`` and/or ``real``: the training speakers are the union. ``auto``: both when
+        a real-voice package is installed, else ``espeak``.
+    eval_voices : str
+        ``espeak`` or ``real``: whose held-out speakers the valid and test mixtures are.
+        ``auto``: ``real`` when a real-voice package is installed.
+
+    Returns
+    -------
+    dict
+        ``train_utts`` (the union), and ``valid``, ``test``, ``valid_utts``, ``test_utts`` of
+        the evaluation corpus.
+
+    Example
+    -------
+    >>> prepare_tse_speakers("/tmp", None, None, train_voices=["espeak", "klingon"])
+    Traceback (most recent call last):
+    ...
+    ValueError: train_voices must be among espeak, real (or auto); got ['espeak', 'klingon']
+    """
+    sources = getattr(real, "keywords", {}).get("sources", tuple(SOURCES))
+    installed = None
+    if train_voices == "auto" or eval_voices == "auto":
+        installed = _has_real_voices(sources)
+    if train_voices == "auto":
+        train_voices = ["espeak", "real"] if installed else ["espeak"]
+    if eval_voices == "auto":
+        eval_voices = "real" if installed else "espeak"
+    train_voices = list(train_voices)
+    if not train_voices or set(train_voices) - {"espeak", "real"}:
+        raise ValueError(f"train_voices must be among espeak, real (or auto); got {train_voices}")
+    if eval_voices not in ("espeak", "real"):
+        raise ValueError(f"eval_voices must be espeak, real or auto; got {eval_voices!r}")
+    corpora = {}
+    for name in sorted(set(train_voices) | {eval_voices}):
+        try:
+            corpora[name] = synth() if name == "espeak" else real()
+        except RuntimeError as error:  # e.g. no real-voice package installed: one line
+            raise ValueError(str(error)) from None
+    if len(train_voices) == 1:
+        train_csv = corpora[train_voices[0]]["train_utts"]
+    else:  # the union, rewritten on every call (cheap) next to the corpora
+        lines = []
+        for name in sorted(train_voices):
+            with open(corpora[name]["train_utts"]) as f:
+                rows = f.read().splitlines()
+            lines += rows if not lines else rows[1:]
+        train_csv = os.path.join(os.path.abspath(data_folder), "train_utts_" + "_".join(sorted(train_voices)) + ".csv")
+        with open(train_csv + ".tmp", "w") as f:
+            f.write("\n".join(lines) + "\n")
+        os.replace(train_csv + ".tmp", train_csv)
+    paths = {k: corpora[eval_voices][k] for k in ("valid", "test", "valid_utts", "test_utts")}
+    logger.info("speakers: train %s, valid/test %s", "+".join(train_voices), eval_voices)
+    return dict(paths, train_utts=train_csv)
