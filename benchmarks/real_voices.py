@@ -95,6 +95,31 @@ def summary(results):
     return table
 
 
+def write_examples(rows, utterances_csv, folder, count=6, speakers=("fillets_cs_small", "fillets_cs_big")):
+    """Copies ``count`` test mixtures whose two voices are both in ``speakers`` (by default the
+    GPL-2 Czech Fish Fillets voices, which may be redistributed) into ``folder``, with their
+    target, enrollment and an enrollment of the interferer, and lists them in
+    ``examples.csv`` (what ``tests/test_pretrained.py`` reads)."""
+    import shutil
+
+    with open(utterances_csv, newline="") as f:
+        speaker_of = {u["wav"]: u["spk_id"] for u in csv.DictReader(f)}
+    inter = interferer_enrollments({r["ID"]: r for r in rows}, utterances_csv)
+    chosen = [r for r in rows if r["target_spk"] in speakers and speaker_of[r["interf_wav"]] in speakers]
+    os.makedirs(folder, exist_ok=True)
+    lines = ["ID,mix_wav,target_wav,enroll_wav,interferer_enroll_wav,snr_db"]
+    for row in chosen[:count]:
+        names = []
+        for kind, path in (("mix", row["mix_wav"]), ("target", row["target_wav"]), ("enroll", row["enroll_wav"]),
+                           ("interferer_enroll", inter[row["ID"]])):
+            names.append(f"{row['ID']}_{kind}.wav")
+            shutil.copyfile(path, os.path.join(folder, names[-1]))
+        lines.append(",".join([row["ID"], *names, row["snr_db"]]))
+    with open(os.path.join(folder, "examples.csv"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return len(lines) - 1
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("models", nargs="+", help="pretrained/ folders (enrollment clue)")
@@ -102,6 +127,7 @@ def main(argv=None):
     parser.add_argument("--limit", type=int, default=None, help="first N test mixtures only")
     parser.add_argument("--seed", type=int, default=0, help="picks the interferer's enrollment")
     parser.add_argument("--json", help="also write the per-model summaries here")
+    parser.add_argument("--examples", metavar="FOLDER", help="only copy 6 Czech Fish Fillets test mixtures here")
     args = parser.parse_args(argv)
     missing = missing_test_packages()
     if missing:
@@ -110,6 +136,9 @@ def main(argv=None):
     paths = prepare_real_voices(args.data_folder)
     with open(paths["test"], newline="") as f:
         rows = list(csv.DictReader(f))[: args.limit]
+    if args.examples:
+        print(f"{write_examples(rows, paths['test_utts'], args.examples)} examples written to {args.examples}")
+        return 0
     print(f"{len(rows)} mixtures of {paths['test']} (held-out real speakers: {', '.join(TEST_SPEAKERS)})\n")
     report = {}
     for folder in args.models:

@@ -70,19 +70,19 @@ def make_condition(condition, row, rng, others, interferer_enroll, sample_rate=8
     return mix, target, enroll
 
 
-def evaluate(folder, rows, utterances_csv, seed=0):
+def evaluate(folder, rows, utterances_csv, seed=0, conditions=CONDITIONS):
     """``{condition: [SI-SNRi per mixture]}`` for the model in ``folder``."""
     model = TargetSpeakerExtraction.from_hparams(source=folder)
     by_id = {r["ID"]: r for r in rows}
     inter = interferer_enrollments(by_id, utterances_csv, seed=seed)
     with open(utterances_csv, newline="") as f:
         utterances = list(csv.DictReader(f))
-    scores = {c: [] for c in CONDITIONS}
+    scores = {c: [] for c in conditions}
     for k, row in enumerate(rows):
         rng = np.random.default_rng((seed, k))
         used = {row["target_wav"], row["interf_wav"], row["enroll_wav"]}
         others = [u["wav"] for u in utterances if u["wav"] not in used]
-        for condition in CONDITIONS:
+        for condition in conditions:
             mix, target, enroll = make_condition(condition, row, rng, others, inter[row["ID"]])
             est = model.extract_batch(mix[None], clue=enroll[None])
             gain = si_snr(est, target[None]) - si_snr(mix[None], target[None])
@@ -96,17 +96,19 @@ def main(argv=None):
     parser.add_argument("--data", help="SynthSpeakers folder (default: data/SynthSpeakers_*)")
     parser.add_argument("--limit", type=int, default=None, help="first N test mixtures only")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--conditions", nargs="+", choices=CONDITIONS, default=list(CONDITIONS),
+                        metavar="NAME", help=f"a subset of: {', '.join(repr(c) for c in CONDITIONS)}")
     args = parser.parse_args(argv)
     data = args.data or sorted(glob.glob("data/SynthSpeakers_*"))[0]
     with open(f"{data}/test.csv", newline="") as f:
         rows = list(csv.DictReader(f))[: args.limit]
     print(f"{len(rows)} mixtures of {data}/test.csv, seed {args.seed}\n")
-    print("| model | " + " | ".join(CONDITIONS) + " |")
-    print("|---" * (len(CONDITIONS) + 1) + "|")
+    print("| model | " + " | ".join(args.conditions) + " |")
+    print("|---" * (len(args.conditions) + 1) + "|")
     for folder in args.models:
-        scores = evaluate(folder, rows, f"{data}/test_utts.csv", args.seed)
+        scores = evaluate(folder, rows, f"{data}/test_utts.csv", args.seed, args.conditions)
         cells = []
-        for c in CONDITIONS:
+        for c in args.conditions:
             x = np.asarray(scores[c])
             cells.append(f"{x.mean():+.2f} ± {1.96 * x.std(ddof=1) / np.sqrt(len(x)):.2f}")
         print(f"| {folder} | " + " | ".join(cells) + " |")

@@ -143,20 +143,26 @@ def _utterances(load, rate, config):
     return [normalise(wav[a:b], rate) for a, b in cuts]
 
 
+def installed_version(source):
+    """The Debian version of ``source``'s package; ``unknown`` where its files are there
+    without dpkg knowing them (a copy); None where neither."""
+    if source not in SOURCES:
+        raise ValueError(f"unknown real-voice source {source!r}; known: {', '.join(SOURCES)}")
+    version = package_version(SOURCES[source][0])
+    if version is None and SOURCES[source][3]():
+        version = "unknown"
+    return version
+
+
 def available_sources(sources):
     """``{source: package version}`` of the sources whose package is installed; logs one
     line for each that is not."""
     found = {}
     for source in sources:
-        if source not in SOURCES:
-            raise ValueError(f"unknown real-voice source {source!r}; known: {', '.join(SOURCES)}")
-        package = SOURCES[source][0]
-        version = package_version(package)
-        if version is None and SOURCES[source][3]():  # files present without dpkg (a copy)
-            version = "unknown"
+        version = installed_version(source)
         if version is None:
-            logger.warning("RealVoices: %s is not installed, skipped (install: %s)", package,
-                           INSTALL_HINT)
+            logger.warning("RealVoices: %s is not installed, skipped (install: %s)",
+                           SOURCES[source][0], INSTALL_HINT)
         else:
             found[source] = version
     return found
@@ -311,7 +317,7 @@ def prepare_real_voices(
 
 
 def _has_real_voices(sources):
-    return any(package_version(SOURCES[s][0]) is not None for s in sources if s in SOURCES)
+    return any(installed_version(s) is not None for s in sources)
 
 
 def prepare_tse_speakers(data_folder, synth, real, train_voices=("espeak",), eval_voices="espeak"):
