@@ -25,7 +25,8 @@ REPO = Path(__file__).resolve().parents[1]
 # whether every example must improve.
 MODELS = {
     "crossmamba-tse-synthspeakers-8k": (4.0, 12.0, True),  # scores 8.1 dB, 25.6 dB lower
-    "crossmamba-tse-realvoices-8k": (1.5, 3.0, False),
+    "crossmamba-tse-realvoices-8k": (1.5, 4.5, False),  # 3.1 dB, 9.0 dB lower (the SynthSpeakers
+    # model: -2.3 dB and 4.1 dB lower on these six, so both bounds fail it)
 }
 
 
