@@ -1,4 +1,5 @@
-"""``Checkpointer``: SpeechBrain's checkpointer, safe against a kill in the middle of a save.
+"""``Checkpointer``: SpeechBrain's checkpointer, safe against a kill in the middle of a save;
+``load_pretrained_extractor``: a ``pretrained/`` folder's weights as a run's start (``init_from``).
 
 The recipes name it ``speechbrain_crossmamba.training.Checkpointer`` (imported there).
 
@@ -11,6 +12,7 @@ import os
 import shutil
 
 import speechbrain as sb
+import torch
 from speechbrain.utils.distributed import if_main_process
 
 logger = logging.getLogger(__name__)
@@ -62,3 +64,28 @@ class Checkpointer(sb.utils.checkpoints.Checkpointer):
                 logger.warning("Removing the incomplete checkpoint %s (killed mid-save)", ckpt.path)
                 shutil.rmtree(ckpt.path, ignore_errors=True)
         return complete
+
+
+def load_pretrained_extractor(extractor, folder):
+    """Loads ``folder/extractor.ckpt`` (a ``pretrained/`` folder) into ``extractor``, strictly.
+
+    A resumed run then loads its own checkpoint over it, so fine-tuning resumes as any run.
+
+    Example
+    -------
+    >>> from hyperpyyaml import load_hyperpyyaml
+    >>> hp = load_hyperpyyaml(open("hparams/models/tse.yaml"), {"N": 16, "num_layers": 1})
+    >>> load_pretrained_extractor(hp["extractor"], "/no/such/folder")
+    Traceback (most recent call last):
+    ...
+    SystemExit: init_from: no extractor.ckpt in /no/such/folder
+    """
+    path = os.path.join(folder, "extractor.ckpt")
+    if not os.path.isfile(path):
+        raise SystemExit(f"init_from: no extractor.ckpt in {folder}")
+    try:
+        extractor.load_state_dict(torch.load(path, map_location="cpu"))
+    except RuntimeError as error:
+        first = str(error).splitlines()[0]
+        raise SystemExit(f"init_from: {path} does not fit this model ({first})") from None
+    logger.info("extractor started from %s", path)

@@ -31,7 +31,7 @@ from speechbrain.dataio.batch import PaddedData
 from speechbrain.nnet.losses import get_si_snr_with_pitwrapper
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
-from speechbrain_crossmamba.checkpoints import Checkpointer  # the YAMLs name training.Checkpointer
+from speechbrain_crossmamba.checkpoints import Checkpointer, load_pretrained_extractor  # YAMLs: training.Checkpointer
 from speechbrain_crossmamba.dataio.tse_data import check_csv
 from speechbrain_crossmamba.evaluation import (
     perceptual_metrics,
@@ -345,30 +345,6 @@ def prepare_datasets(hparams):
             kwargs["interferer_utterances"] = files["test_utts"]
         datasets[split] = hparams["eval_set"](files[split], **kwargs)
     return datasets
-
-
-def load_pretrained_extractor(extractor, folder):
-    """Loads ``folder/extractor.ckpt`` (a ``pretrained/`` folder) into ``extractor``, strictly.
-
-    A resumed run then loads its own checkpoint over it, so fine-tuning resumes as any run.
-
-    Example
-    -------
-    >>> hp = load_hyperpyyaml(open("hparams/models/tse.yaml"), {"N": 16, "num_layers": 1})
-    >>> load_pretrained_extractor(hp["extractor"], "/no/such/folder")
-    Traceback (most recent call last):
-    ...
-    SystemExit: init_from: no extractor.ckpt in /no/such/folder
-    """
-    path = os.path.join(folder, "extractor.ckpt")
-    if not os.path.isfile(path):
-        raise SystemExit(f"init_from: no extractor.ckpt in {folder}")
-    try:
-        extractor.load_state_dict(torch.load(path, map_location="cpu"))
-    except RuntimeError as error:
-        first = str(error).splitlines()[0]
-        raise SystemExit(f"init_from: {path} does not fit this model ({first})") from None
-    logger.info("extractor started from %s", path)
 
 
 def main(argv):

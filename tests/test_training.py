@@ -151,6 +151,23 @@ def test_end_to_end_writes_checkpoints_results_and_pretrained(tmp_path, data):
     assert wav.shape == (1, 8000) and torch.isfinite(wav).all()
 
 
+def test_init_from_starts_from_the_pretrained_weights_in_the_extraction_stage(tmp_path, data):
+    first = str(tmp_path / "first")
+    main(tiny_args(first, data))  # its one epoch is a separation epoch (warm_start_epochs: 3)
+    assert "stage: separation" in open(os.path.join(first, "train_log.txt")).read()
+    tuned = str(tmp_path / "tuned")  # lr 0: the weights stay those it started from
+    main(tiny_args(tuned, data, extra=[f"--init_from={first}/pretrained", "--lr=0.0"]))
+    log = open(os.path.join(tuned, "train_log.txt")).read()
+    assert "epoch: 1" in log and "stage: extraction" in log and "stage: separation" not in log
+    before = torch.load(os.path.join(first, "pretrained", "extractor.ckpt"))
+    after = torch.load(os.path.join(tuned, "pretrained", "extractor.ckpt"))
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    other = tiny_args(str(tmp_path / "other"), data, extra=[f"--init_from={first}/pretrained"])
+    other = [a.replace("N: 16,", "N: 24,") for a in other]
+    with pytest.raises(SystemExit, match=r"^init_from: .*extractor.ckpt does not fit this model \(Error"):
+        main(other)
+
+
 def test_same_seed_same_first_epoch_loss(tmp_path, data):
     losses = []
     for run in ("a", "b"):
