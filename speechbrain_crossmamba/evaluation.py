@@ -126,8 +126,10 @@ def perceptual_metrics(estimate, target, mixture, sample_rate):
 
     Example
     -------
-    >>> t = torch.sin(torch.arange(16000) * 0.05) * torch.rand(16000)
-    >>> m = perceptual_metrics(t + 0.01 * torch.randn(16000), t, t + torch.randn(16000), 8000)
+    >>> n, g = torch.arange(16000), torch.Generator().manual_seed(0)
+    >>> t = torch.sin(n * 0.15) * torch.sin(n * 0.002).clamp(min=0)  # a 190 Hz tone in bursts
+    >>> noisy = lambda level: t + level * torch.randn(16000, generator=g)  # noqa: E731
+    >>> m = perceptual_metrics(noisy(0.01), t, noisy(1.0), 8000)
     >>> sorted(m), m["stoii"] > 0
     (['pesq', 'pesqi', 'stoi', 'stoii'], True)
     """

@@ -168,6 +168,12 @@ def test_init_from_starts_from_the_pretrained_weights_in_the_extraction_stage(tm
         main(other)
 
 
+def test_a_speaker_classifier_smaller_than_the_training_speakers_is_refused(tmp_path, data):
+    args = tiny_args(str(tmp_path / "run"), data, extra=["--n_speaker_classes=3"])  # 4 speakers
+    with pytest.raises(SystemExit, match=r"^the training data have 4 speakers but the speaker classifier 3 classes"):
+        main(args)
+
+
 def test_same_seed_same_first_epoch_loss(tmp_path, data):
     losses = []
     for run in ("a", "b"):
