@@ -44,9 +44,16 @@ COLUMNS = ("si-snri", "sdri", "si-snri-interferer-clue", "best-separated-si-snri
 
 
 def missing_test_packages():
-    """The Debian packages of the default test speakers that are not installed."""
-    sources = {s.rsplit("_", 1)[0] if s.startswith("fillets") else s.split("_")[0] for s in TEST_SPEAKERS}
-    return sorted(SOURCES[s][0] for s in sources if package_version(SOURCES[s][0]) is None)
+    """The Debian packages of the default test speakers that are not installed (a speaker ID
+    is ``<source>_<voice>``)."""
+    packages = {SOURCES[s][0] for s in SOURCES for spk in TEST_SPEAKERS if spk.startswith(s + "_")}
+    return sorted(p for p in packages if package_version(p) is None)
+
+
+def _speaker_of(utterances_csv):
+    """``{wav path: speaker ID}`` of an utterance CSV."""
+    with open(utterances_csv, newline="") as f:
+        return {u["wav"]: u["spk_id"] for u in csv.DictReader(f)}
 
 
 def evaluate(folder, rows, utterances_csv, seed=0):
@@ -56,8 +63,7 @@ def evaluate(folder, rows, utterances_csv, seed=0):
     extractor = model.mods.extractor
     two_outputs = getattr(extractor.masknet, "num_spks", 1) > 1
     inter = interferer_enrollments({r["ID"]: r for r in rows}, utterances_csv, seed=seed)
-    with open(utterances_csv, newline="") as f:
-        speaker_of = {u["wav"]: u["spk_id"] for u in csv.DictReader(f)}
+    speaker_of = _speaker_of(utterances_csv)
     out = []
     for row in rows:
         mix, target = read_audio(row["mix_wav"]).float(), read_audio(row["target_wav"]).float()
@@ -102,8 +108,7 @@ def write_examples(rows, utterances_csv, folder, count=6, speakers=("fillets_cs_
     ``examples.csv`` (what ``tests/test_pretrained.py`` reads)."""
     import shutil
 
-    with open(utterances_csv, newline="") as f:
-        speaker_of = {u["wav"]: u["spk_id"] for u in csv.DictReader(f)}
+    speaker_of = _speaker_of(utterances_csv)
     inter = interferer_enrollments({r["ID"]: r for r in rows}, utterances_csv)
     chosen = [r for r in rows if r["target_spk"] in speakers and speaker_of[r["interf_wav"]] in speakers]
     os.makedirs(folder, exist_ok=True)
