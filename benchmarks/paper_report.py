@@ -272,7 +272,7 @@ def write_all(rows, args):
               if variant == "CrossMamba-TSE" and (task, "Attention-TSE") in pace]
     if ratios:
         lines += ["", "Caveat on the streaming host's equal minutes: the windowed cross-attention trains as a "
-                  "masked full attention over the whole segment (`nnet/streaming.py`: O(L²) in the frames, "
+                  "masked full attention over the whole segment (`nnet/causal_decoder.py`: O(L²) in the frames, "
                   "where a banded kernel would be O(L · window)); an epoch of it costs "
                   f"{', '.join(ratios)} CrossMamba's here. Its equal-minutes rows reflect this implementation, "
                   "not attention's best case. Its streaming inference (below) uses the key/value cache."]

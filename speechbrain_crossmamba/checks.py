@@ -14,6 +14,13 @@ import torch
 def check_finite(x, name):
     """Raises if ``x`` holds NaN or Inf.
 
+    Arguments
+    ---------
+    x : torch.Tensor
+        The tensor to check.
+    name : str
+        What the tensor is, used in the error message.
+
     Example
     -------
     >>> check_finite(torch.tensor([float("nan")]), "mixture")
@@ -40,6 +47,11 @@ def check_waveform(wav, name, min_samples=1):
     min_samples : int
         Shortest accepted signal.
 
+    Returns
+    -------
+    torch.Tensor
+        The waveforms as [B, T].
+
     Example
     -------
     >>> check_waveform(torch.zeros(2, 1, 100), "mixture").shape
@@ -50,7 +62,9 @@ def check_waveform(wav, name, min_samples=1):
     ValueError: mixture must be mono [batch, time]; got 2 channels (shape (2, 2, 100))
     """
     if not torch.is_tensor(wav) or not wav.is_floating_point():
-        raise ValueError(f"{name} must be a floating-point tensor [batch, time]")
+        raise ValueError(
+            f"{name} must be a floating-point tensor [batch, time]"
+        )
     if wav.dim() == 3:
         if wav.shape[1] != 1:
             raise ValueError(
@@ -59,7 +73,9 @@ def check_waveform(wav, name, min_samples=1):
             )
         wav = wav[:, 0]
     if wav.dim() != 2:
-        raise ValueError(f"{name} must be [batch, time]; got shape {tuple(wav.shape)}")
+        raise ValueError(
+            f"{name} must be [batch, time]; got shape {tuple(wav.shape)}"
+        )
     if wav.shape[0] == 0 or wav.shape[1] == 0:
         raise ValueError(f"{name} is empty (shape {tuple(wav.shape)})")
     if wav.shape[1] < min_samples:
@@ -72,6 +88,20 @@ def check_waveform(wav, name, min_samples=1):
 
 def check_lengths(lengths, batch, name):
     """Checks SpeechBrain relative lengths: ``None`` or a (B,) tensor in (0, 1].
+
+    Arguments
+    ---------
+    lengths : torch.Tensor or None
+        Relative lengths, one per batch element.
+    batch : int
+        The batch size the lengths must match.
+    name : str
+        What the signal is, used in the error message.
+
+    Returns
+    -------
+    torch.Tensor or None
+        ``lengths``, unchanged.
 
     Example
     -------
@@ -95,6 +125,15 @@ def check_lengths(lengths, batch, name):
 
 def check_same_batch(mixture, clue, clue_name="clue"):
     """Raises if the clue's batch size differs from the mixture's.
+
+    Arguments
+    ---------
+    mixture : torch.Tensor
+        The mixture batch, batch first.
+    clue : torch.Tensor
+        The clue batch, batch first.
+    clue_name : str
+        What the clue is, used in the error message.
 
     Example
     -------

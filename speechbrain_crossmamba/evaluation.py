@@ -1,11 +1,9 @@
-"""Metrics and reports of target extraction: SI-SNR(i), SDR(i), PESQ/STOI, example audio and
-spectrograms.
+"""Reports of target extraction: the test stage's per-utterance records, the results CSV,
+example audio and spectrograms.
 
-SI-SNR is computed here (masked by the true lengths of padded batches; SpeechBrain's
-``cal_si_snr`` assumes unpadded signals and edits its input in place). SDR is BSS Eval's, from
-``mir_eval`` (the implementation SpeechBrain's separation recipes report), with one reference.
-PESQ (ITU-T P.862, the ``pesq`` package) and STOI (``pystoi``) are the optional ``[metrics]``
-extra: :func:`perceptual_metrics` returns them where both are installed, and nothing otherwise.
+The metrics (SI-SNR(i), SDR(i), PESQ/STOI, the speaker EER) are in :mod:`.metrics` and
+re-exported here (``speechbrain_crossmamba.evaluation.si_snr`` and the others keep their
+paths).
 
 Authors
  * speechbrain-crossmamba contributors
@@ -17,139 +15,15 @@ import os
 import numpy as np
 import torch
 
-EPS = 1e-8
-
-
-def si_snr(estimate, target, lengths=None):
-    """Scale-invariant SNR in dB of each row of a batch.
-
-    Arguments
-    ---------
-    estimate : torch.Tensor
-        Estimated signals ``[B, T]``.
-    target : torch.Tensor
-        Reference signals ``[B, T]``.
-    lengths : torch.Tensor, optional
-        Relative lengths ``(B,)``; samples beyond them are ignored.
-
-    Returns
-    -------
-    torch.Tensor
-        ``[B]`` SI-SNR in dB (float32). Inputs are not modified.
-
-    Example
-    -------
-    >>> phase = torch.arange(800) * 2 * torch.pi / 100
-    >>> t, n = torch.sin(phase).expand(2, -1), torch.cos(phase).expand(2, -1)  # orthogonal
-    >>> si_snr(2 * t + 0.2 * n, t).round()  # the scale does not count; 0.1 of noise: 20 dB
-    tensor([20., 20.])
-    >>> padded = torch.cat([t, torch.randn(2, 200)], dim=1)
-    >>> torch.allclose(si_snr(padded, torch.cat([t, torch.zeros(2, 200)], 1), torch.tensor([0.8, 0.8])),
-    ...                si_snr(t, t))
-    True
-    """
-    estimate, target = estimate.float(), target.float()
-    B, T = target.shape
-    if lengths is None:
-        mask = torch.ones_like(target)
-    else:
-        samples = torch.round(lengths.to(target.device).float() * T).clamp(min=1)
-        mask = (torch.arange(T, device=target.device)[None] < samples[:, None]).float()
-    count = mask.sum(1, keepdim=True)
-    estimate = (estimate - (estimate * mask).sum(1, keepdim=True) / count) * mask
-    target = (target - (target * mask).sum(1, keepdim=True) / count) * mask
-    dot = (estimate * target).sum(1, keepdim=True)
-    projection = dot * target / ((target**2).sum(1, keepdim=True) + EPS)
-    noise = estimate - projection
-    ratio = (projection**2).sum(1) / ((noise**2).sum(1) + EPS)
-    return 10 * torch.log10(ratio + EPS)
-
-
-def sdr(estimate, target):
-    """BSS Eval SDR in dB of one estimate against one reference (``mir_eval``).
-
-    Arguments
-    ---------
-    estimate : torch.Tensor or numpy.ndarray
-        ``[T]`` estimate.
-    target : torch.Tensor or numpy.ndarray
-        ``[T]`` reference (not silent).
-
-    Returns
-    -------
-    float
-
-    Example
-    -------
-    >>> t = torch.randn(4000)
-    >>> sdr(t + 0.1 * torch.randn(4000), t) > 15
-    True
-    """
-    import warnings
-
-    from mir_eval.separation import bss_eval_sources
-
-    est = np.asarray(torch.as_tensor(estimate).detach().float().cpu())[None]
-    ref = np.asarray(torch.as_tensor(target).detach().float().cpu())[None]
-    with warnings.catch_warnings():  # mir_eval 0.8 announces a move of bss_eval; pinned to 0.8
-        warnings.simplefilter("ignore", FutureWarning)
-        return float(bss_eval_sources(ref, est, compute_permutation=False)[0][0])
-
-
-def utterance_metrics(estimate, target, mixture):
-    """SI-SNR, SI-SNRi, SDR and SDRi of one utterance (``[T]`` tensors, true length).
-
-    Example
-    -------
-    >>> t, n = torch.randn(4000), torch.randn(4000)
-    >>> m = utterance_metrics(t + 0.1 * n, t, t + n)
-    >>> sorted(m), m["si-snri"] > 15
-    (['sdr', 'sdri', 'si-snr', 'si-snri'], True)
-    """
-    rows = torch.stack([estimate.float(), mixture.float()])
-    snr_est, snr_mix = si_snr(rows, target.float()[None].expand_as(rows)).tolist()
-    sdr_est, sdr_mix = sdr(estimate, target), sdr(mixture, target)
-    return {
-        "si-snr": snr_est,
-        "si-snri": snr_est - snr_mix,
-        "sdr": sdr_est,
-        "sdri": sdr_est - sdr_mix,
-    }
-
-
-def perceptual_metrics(estimate, target, mixture, sample_rate):
-    """PESQ and STOI of one utterance and their improvements over the mixture, where installed.
-
-    PESQ is narrow-band at 8 kHz and wide-band at 16 kHz (the two rates P.862 defines); at other
-    rates or without the ``[metrics]`` extra (``pip install speechbrain-crossmamba[metrics]``)
-    the result is ``{}``; where PESQ finds no utterance in the reference, STOI only.
-
-    Example
-    -------
-    >>> n, g = torch.arange(16000), torch.Generator().manual_seed(0)
-    >>> t = torch.sin(n * 0.15) * torch.sin(n * 0.002).clamp(min=0)  # a 190 Hz tone in bursts
-    >>> noisy = lambda level: t + level * torch.randn(16000, generator=g)  # noqa: E731
-    >>> m = perceptual_metrics(noisy(0.01), t, noisy(1.0), 8000)
-    >>> sorted(m), m["stoii"] > 0
-    (['pesq', 'pesqi', 'stoi', 'stoii'], True)
-    """
-    try:
-        from pesq import PesqError, pesq
-        from pystoi import stoi
-    except ImportError:
-        return {}
-    if sample_rate not in (8000, 16000):
-        return {}
-    ref, est, mix = (np.asarray(torch.as_tensor(x).detach().float().cpu(), dtype=np.float64)
-                     for x in (target, estimate, mixture))
-    s_est, s_mix = float(stoi(ref, est, sample_rate)), float(stoi(ref, mix, sample_rate))
-    out = {"stoi": s_est, "stoii": s_est - s_mix}
-    mode = "nb" if sample_rate == 8000 else "wb"
-    try:
-        p_est, p_mix = float(pesq(sample_rate, ref, est, mode)), float(pesq(sample_rate, ref, mix, mode))
-    except PesqError:  # e.g. no utterance found in a silent or too short reference: STOI only
-        return out
-    return {"pesq": p_est, "pesqi": p_est - p_mix, **out}
+from speechbrain.utils.distributed import if_main_process
+from speechbrain_crossmamba.metrics import (  # noqa: F401
+    EPS,
+    perceptual_metrics,
+    sdr,
+    si_snr,
+    speaker_eer,
+    utterance_metrics,
+)
 
 
 def write_results(path, rows, keys=("si-snr", "si-snri", "sdr", "sdri")):
@@ -158,18 +32,38 @@ def write_results(path, rows, keys=("si-snr", "si-snri", "sdr", "sdri")):
     A key that some rows lack (e.g. PESQ where it found no utterance) is left empty in them and
     averaged over the rows that have it.
 
+    Arguments
+    ---------
+    path : str
+        The CSV file to write.
+    rows : list of dict
+        One dict per mixture: ``ID`` and the metrics.
+    keys : sequence of str
+        The metric columns.
+
+    Returns
+    -------
+    dict
+        ``key -> mean`` over the rows.
+
     Example
     -------
     >>> import tempfile
     >>> path = os.path.join(tempfile.mkdtemp(), "r.csv")
-    >>> write_results(path, [{"ID": "a", "si-snr": 1.0}, {"ID": "b", "si-snr": 3.0}], keys=["si-snr"])
+    >>> write_results(
+    ...     path,
+    ...     [{"ID": "a", "si-snr": 1.0}, {"ID": "b", "si-snr": 3.0}],
+    ...     keys=["si-snr"],
+    ... )
     {'si-snr': 2.0}
     >>> open(path).read().splitlines()[-1]
     'avg,2.0'
     """
     means = {k: float(np.mean([r[k] for r in rows if k in r])) for k in keys}
     with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["ID", *keys], restval="", extrasaction="ignore")
+        writer = csv.DictWriter(
+            f, fieldnames=["ID", *keys], restval="", extrasaction="ignore"
+        )
         writer.writeheader()
         writer.writerows(rows)
         writer.writerow({"ID": "avg", **means})
@@ -178,6 +72,15 @@ def write_results(path, rows, keys=("si-snr", "si-snri", "sdr", "sdri")):
 
 def write_wav(path, signal, sample_rate):
     """Writes a [T] signal as a WAV, scaled down only if it would clip (levels are kept).
+
+    Arguments
+    ---------
+    path : str
+        The WAV file to write.
+    signal : torch.Tensor
+        ``[T]`` signal.
+    sample_rate : int
+        Sampling rate of the signal.
 
     Example
     -------
@@ -215,7 +118,11 @@ def save_example(folder, name, signals, sample_rate, title=""):
     -------
     >>> import tempfile
     >>> folder = tempfile.mkdtemp()
-    >>> sigs = {"mixture": torch.randn(8000), "estimate": torch.randn(8000), "target": torch.randn(8000)}
+    >>> sigs = {
+    ...     "mixture": torch.randn(8000),
+    ...     "estimate": torch.randn(8000),
+    ...     "target": torch.randn(8000),
+    ... }
     >>> save_example(folder, "ex", sigs, 8000)
     >>> sorted(os.listdir(folder))
     ['ex.png', 'ex_estimate.wav', 'ex_mixture.wav', 'ex_target.wav']
@@ -224,25 +131,56 @@ def save_example(folder, name, signals, sample_rate, title=""):
     for key, sig in signals.items():
         write_wav(os.path.join(folder, f"{name}_{key}.wav"), sig, sample_rate)
     shown = [k for k in ("mixture", "estimate", "target") if k in signals]
-    plot_spectrograms(os.path.join(folder, f"{name}.png"), {k: signals[k] for k in shown}, sample_rate, title)
+    plot_spectrograms(
+        os.path.join(folder, f"{name}.png"),
+        {k: signals[k] for k in shown},
+        sample_rate,
+        title,
+    )
 
 
 def plot_spectrograms(path, signals, sample_rate, title=""):
-    """Writes a PNG with one spectrogram per ``name -> [T]`` signal, stacked (matplotlib, Agg)."""
+    """Writes a PNG with one spectrogram per signal, stacked (matplotlib, Agg).
+
+    Arguments
+    ---------
+    path : str
+        The PNG file to write.
+    signals : dict
+        ``name -> [T]`` tensors, one panel each, top to bottom.
+    sample_rate : int
+        Sampling rate of the signals.
+    title : str
+        Shown above the first panel.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(len(signals), 1, figsize=(8, 2.2 * len(signals)), sharex=True)
+    fig, axes = plt.subplots(
+        len(signals), 1, figsize=(8, 2.2 * len(signals)), sharex=True
+    )
     axes = np.atleast_1d(axes)
     window = torch.hann_window(256)
     for ax, (key, sig) in zip(axes, signals.items()):
-        spec = torch.stft(sig.detach().float().cpu(), 256, 64, window=window, return_complex=True)
+        spec = torch.stft(
+            sig.detach().float().cpu(),
+            256,
+            64,
+            window=window,
+            return_complex=True,
+        )
         db = 20 * torch.log10(spec.abs() + 1e-5)
         seconds = sig.shape[-1] / sample_rate
-        ax.imshow(db.numpy(), origin="lower", aspect="auto", cmap="magma", vmin=float(db.max()) - 80,
-                  extent=[0, seconds, 0, sample_rate / 2000])
+        ax.imshow(
+            db.numpy(),
+            origin="lower",
+            aspect="auto",
+            cmap="magma",
+            vmin=float(db.max()) - 80,
+            extent=[0, seconds, 0, sample_rate / 2000],
+        )
         ax.set_ylabel(f"{key}\nkHz")
     axes[-1].set_xlabel("seconds")
     if title:
@@ -252,49 +190,71 @@ def plot_spectrograms(path, signals, sample_rate, title=""):
     plt.close(fig)
 
 
-def speaker_eer(embed, utterances_csv):
-    """Speaker-verification EER of an embedding over every pair of a split's utterances.
+class TestRecords:
+    """``TSEBrain`` mixin: the test stage's per-utterance rows (``test_rows``) and examples.
 
-    Scores are cosine similarities; a pair is a target trial when both utterances share
-    ``spk_id``. The EER is SpeechBrain's (``speechbrain.utils.metric_stats.EER``). With the
-    unseen test speakers of SynthSpeakers, this says whether a clue encoder knows speakers.
-
-    Arguments
-    ---------
-    embed : callable
-        ``embed(waveform [1, T]) -> embedding [1, C]`` (e.g. ``extractor.encode_clue``).
-    utterances_csv : str
-        ``ID,duration,wav,spk_id`` (``test_utts`` of ``prepare_synth_speakers``).
-
-    Returns
-    -------
-    float
-        The EER, in [0, 1].
-
-    Example
-    -------
-    >>> import tempfile, soundfile
-    >>> d = tempfile.mkdtemp(); lines = ["ID,duration,wav,spk_id"]
-    >>> for i in range(6):
-    ...     path = os.path.join(d, f"u{i}.wav")
-    ...     tone = np.sin(np.arange(4000) * (0.1 if i % 2 else 0.3)) + 0.01 * np.random.randn(4000)
-    ...     soundfile.write(path, tone, 8000)
-    ...     lines.append(f"u{i},0.5,{path},s{i % 2}")
-    >>> _ = open(os.path.join(d, "utts.csv"), "w").write("\\n".join(lines) + "\\n")
-    >>> spectrum = lambda wav: torch.fft.rfft(wav).abs()[:, :200]
-    >>> speaker_eer(spectrum, os.path.join(d, "utts.csv"))
-    0.0
+    Every test utterance gets a row of :func:`utterance_metrics` (and of
+    :func:`perceptual_metrics` with an enrollment clue), with ``si-snri-interferer-clue``
+    where the batch holds the interferer's enrollment (``interferer_clue_test``); the first
+    ``n_examples`` are written by :func:`save_example` to ``<output_folder>/examples``.
     """
-    from speechbrain.dataio.dataio import read_audio
-    from speechbrain.utils.metric_stats import EER
 
-    with open(utterances_csv, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    with torch.no_grad():
-        emb = torch.cat([embed(read_audio(r["wav"]).float()[None]).reshape(1, -1) for r in rows])
-    emb = torch.nn.functional.normalize(emb.float(), dim=1)
-    scores = emb @ emb.T
-    speakers = [r["spk_id"] for r in rows]
-    same = torch.tensor([[a == b for b in speakers] for a in speakers])
-    upper = torch.triu(torch.ones_like(same), diagonal=1)
-    return float(EER(scores[same & upper], scores[~same & upper])[0])
+    def _record_test(self, predictions, batch):
+        target, lens = batch.target_sig
+        mix, _ = batch.mix_sig
+        clue = getattr(batch, self.hparams.clue_key)
+        wrong = []  # the estimate given the interferer's enrollment instead (interferer_clue_test)
+        if hasattr(batch, "interf_enroll_sig"):
+            other, other_lens = batch.interf_enroll_sig
+            with torch.no_grad():
+                wrong = self.modules.extractor(
+                    mix, other, lengths=lens, clue_lengths=other_lens
+                ).float()
+        for i, uid in enumerate(batch.id):
+            n = int(torch.round(lens[i] * target.shape[1]))
+            est = predictions[i, :n].float()
+            row = {
+                "ID": uid,
+                **utterance_metrics(est, target[i, :n], mix[i, :n]),
+            }
+            if (
+                self.hparams.clue_key == "enroll_sig"
+            ):  # speech: PESQ and STOI, where installed
+                row.update(
+                    perceptual_metrics(
+                        est, target[i, :n], mix[i, :n], self.hparams.sample_rate
+                    )
+                )
+            if i < len(
+                wrong
+            ):  # SI-SNRi only: the mixture's SI-SNR is already in the row
+                mix_snr = row["si-snr"] - row["si-snri"]
+                wrong_snr = si_snr(
+                    wrong[i, :n][None], target[i, :n].float()[None]
+                ).item()
+                row["si-snri-interferer-clue"] = wrong_snr - mix_snr
+            self.test_rows.append(row)
+            if (
+                len(self.test_rows) <= getattr(self.hparams, "n_examples", 0)
+                and if_main_process()
+            ):
+                signals = {
+                    "mixture": mix[i, :n],
+                    "estimate": est,
+                    "target": target[i, :n],
+                }
+                title = f"{uid}: SI-SNRi {row['si-snri']:.1f} dB"
+                if self.hparams.clue_key == "enroll_sig":
+                    m = int(torch.round(clue.lengths[i] * clue.data.shape[1]))
+                    signals["enrollment"] = clue.data[i, :m]
+                else:
+                    names = getattr(self.hparams, "classes", None) or range(
+                        clue.data.shape[1]
+                    )
+                    title += ", clue " + " ".join(
+                        str(c) for c, on in zip(names, clue.data[i]) if on > 0
+                    )
+                folder = os.path.join(self.hparams.output_folder, "examples")
+                save_example(
+                    folder, uid, signals, self.hparams.sample_rate, title
+                )

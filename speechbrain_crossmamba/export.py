@@ -52,7 +52,9 @@ def model_overrides(model_hparams):
 
     Example
     -------
-    >>> hp = load_hyperpyyaml(open("hparams/models/tse.yaml"), {"fusion_variant": "attention"})
+    >>> hp = load_hyperpyyaml(
+    ...     open("hparams/models/tse.yaml"), {"fusion_variant": "attention"}
+    ... )
     >>> overrides = model_overrides(hp)
     >>> overrides["fusion_variant"], "extractor" in overrides
     ('attention', False)
@@ -79,9 +81,17 @@ def export_pretrained(extractor, model_hparams, model_file, folder, extra=None):
     Example
     -------
     >>> import tempfile
-    >>> hp = load_hyperpyyaml(open("hparams/models/tse.yaml"), {"N": 16, "num_layers": 1})
+    >>> hp = load_hyperpyyaml(
+    ...     open("hparams/models/tse.yaml"), {"N": 16, "num_layers": 1}
+    ... )
     >>> folder = tempfile.mkdtemp()
-    >>> export_pretrained(hp["extractor"], hp, "hparams/models/tse.yaml", folder, {"note": "demo"})
+    >>> export_pretrained(
+    ...     hp["extractor"],
+    ...     hp,
+    ...     "hparams/models/tse.yaml",
+    ...     folder,
+    ...     {"note": "demo"},
+    ... )
     >>> sorted(os.listdir(folder))
     ['extractor.ckpt', 'hyperparams.yaml']
     >>> from speechbrain.inference.interfaces import Pretrained
@@ -94,13 +104,21 @@ def export_pretrained(extractor, model_hparams, model_file, folder, extra=None):
     with open(model_file, encoding="utf-8") as f:
         text = resolve_references(f, model_overrides(model_hparams)).getvalue()
     header = "# Pretrained target extractor: load with from_hparams(source=<this folder>).\n"
-    header += "# Written by speechbrain_crossmamba.export from " + os.path.basename(model_file) + ".\n"
+    header += (
+        "# Written by speechbrain_crossmamba.export from "
+        + os.path.basename(model_file)
+        + ".\n"
+    )
     if extra:
         text += "\n" + yaml.safe_dump(dict(extra), sort_keys=False)
     text = header + text + INFERENCE_PART
     state = {k: v.detach().cpu() for k, v in extractor.state_dict().items()}
     rebuilt = load_hyperpyyaml(text)["extractor"]
-    rebuilt.load_state_dict(state)  # strict: the written configuration is the trained one
-    with open(os.path.join(folder, "hyperparams.yaml"), "w", encoding="utf-8") as f:
+    rebuilt.load_state_dict(
+        state
+    )  # strict: the written configuration is the trained one
+    with open(
+        os.path.join(folder, "hyperparams.yaml"), "w", encoding="utf-8"
+    ) as f:
         f.write(text)
     torch.save(state, os.path.join(folder, "extractor.ckpt"))

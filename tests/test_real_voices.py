@@ -9,7 +9,7 @@ import os
 import numpy as np
 import pytest
 
-from speechbrain_crossmamba.dataio import real_voices, voice_packages
+from speechbrain_crossmamba.dataio import real_voices, real_voices_build, voice_packages
 from speechbrain_crossmamba.dataio.real_voices import (
     cut_utterances,
     normalise,
@@ -49,6 +49,7 @@ def fake_packages(monkeypatch):
     }
     versions = {"pkg-alpha": "1.0-1", "pkg-beta": "2.0-3"}
     monkeypatch.setattr(real_voices, "SOURCES", sources)
+    monkeypatch.setattr(real_voices_build, "SOURCES", sources)  # read by _build
     monkeypatch.setattr(real_voices, "package_version", versions.get)
     return sources
 

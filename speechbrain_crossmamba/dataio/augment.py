@@ -26,10 +26,26 @@ def speed_perturb(signal, speed):
     ``speed`` is rounded to a multiple of 0.01 (a ratio of small integers keeps the filter
     short); the output has ``round(len(signal) / speed)`` samples.
 
+    Arguments
+    ---------
+    signal : torch.Tensor
+        ``[T]`` signal.
+    speed : float
+        Speed factor, > 0 (1.1: 10 % faster and higher).
+
+    Returns
+    -------
+    torch.Tensor
+        ``[round(T / speed)]`` float32 signal (``signal`` itself at speed 1).
+
     Example
     -------
     >>> x = torch.sin(torch.arange(8000) * 0.1)
-    >>> speed_perturb(x, 1.1).shape, speed_perturb(x, 0.9).shape, speed_perturb(x, 1.0) is x
+    >>> (
+    ...     speed_perturb(x, 1.1).shape,
+    ...     speed_perturb(x, 0.9).shape,
+    ...     speed_perturb(x, 1.0) is x,
+    ... )
     (torch.Size([7273]), torch.Size([8889]), True)
     >>> speed_perturb(x, 0.0)
     Traceback (most recent call last):
@@ -53,20 +69,40 @@ def synthetic_rir(rng, rt60, sample_rate, max_seconds=0.5):
     A direct path at sample 0, then Gaussian noise decaying by 60 dB in ``rt60`` seconds,
     starting 2.5 ms after it and 10 dB below it; cut at ``min(rt60, max_seconds)``.
 
+    Arguments
+    ---------
+    rng : numpy.random.Generator
+        Draws the noise.
+    rt60 : float
+        Reverberation time in seconds, > 0.
+    sample_rate : int
+        Sampling rate of the response.
+    max_seconds : float
+        Longest response.
+
+    Returns
+    -------
+    numpy.ndarray
+        The float32 response.
+
     Example
     -------
     >>> h = synthetic_rir(np.random.default_rng(0), 0.3, 8000)
     >>> h.shape, float(h[0]), bool(abs(h).max() == 1.0)
     ((2400,), 1.0, True)
     >>> late, early = h[2000:], h[20:420]
-    >>> bool((late ** 2).mean() < 1e-3 * (early ** 2).mean())  # decays ~ 60 dB in 0.3 s
+    >>> bool(
+    ...     (late**2).mean() < 1e-3 * (early**2).mean()
+    ... )  # decays ~ 60 dB in 0.3 s
     True
     """
     if not rt60 > 0:
         raise ValueError(f"rt60 must be positive; got {rt60}")
     n = max(2, int(min(rt60, max_seconds) * sample_rate))
     t = np.arange(n) / sample_rate
-    tail = rng.standard_normal(n) * np.exp(-6.9078 * t / rt60)  # 10^(-60/20) at t = rt60
+    tail = rng.standard_normal(n) * np.exp(
+        -6.9078 * t / rt60
+    )  # 10^(-60/20) at t = rt60
     tail[: int(0.0025 * sample_rate) + 1] = 0.0
     tail *= 10 ** (-10 / 20) / (np.abs(tail).max() + _EPS)
     tail[0] = 1.0
@@ -76,21 +112,54 @@ def synthetic_rir(rng, rt60, sample_rate, max_seconds=0.5):
 def reverberate(signal, rir):
     """``signal`` (1-D tensor) convolved with ``rir`` (numpy), cut to the input's length.
 
+    Arguments
+    ---------
+    signal : torch.Tensor
+        ``[T]`` signal.
+    rir : numpy.ndarray
+        Room impulse response (e.g. from :func:`synthetic_rir`).
+
+    Returns
+    -------
+    torch.Tensor
+        ``[T]`` float32 reverberant signal.
+
     Example
     -------
-    >>> y = reverberate(torch.tensor([1.0, 0.0, 0.0]), np.array([1.0, 0.5], dtype=np.float32))
+    >>> y = reverberate(
+    ...     torch.tensor([1.0, 0.0, 0.0]),
+    ...     np.array([1.0, 0.5], dtype=np.float32),
+    ... )
     >>> y.tolist()
     [1.0, 0.5, 0.0]
     """
     from scipy.signal import fftconvolve
 
-    out = fftconvolve(signal.numpy().astype(np.float64), rir.astype(np.float64))[: len(signal)]
+    out = fftconvolve(
+        signal.numpy().astype(np.float64), rir.astype(np.float64)
+    )[: len(signal)]
     return torch.from_numpy(out.astype(np.float32))
 
 
 def babble(utterances, length, rng, crop):
     """Unit-power noise: the sum of ``utterances`` (1-D tensors), each cropped or padded to
     ``length`` by ``crop(signal, length, rng)`` and scaled to unit power first.
+
+    Arguments
+    ---------
+    utterances : list of torch.Tensor
+        The talkers, 1-D.
+    length : int
+        Samples of the noise.
+    rng : numpy.random.Generator
+        Passed to ``crop``.
+    crop : callable
+        ``crop(signal, length, rng) -> [length]`` (e.g. ``mixing.crop_or_pad``).
+
+    Returns
+    -------
+    torch.Tensor
+        ``[length]`` noise of unit power.
 
     Example
     -------

@@ -1,250 +1,45 @@
-"""A small ctypes wrapper around the eSpeak NG speech synthesiser.
+"""eSpeak NG for SynthSpeakers: the engine, and generated voice files.
 
-The shared library and its data come from the ``espeakng-loader`` wheel (PyPI), which is
-a runtime dependency only: the engine (GPL-3) is loaded with :mod:`ctypes` and never
-bundled; the audio it produces is ours. Synthesis is synchronous and returns a float32
-numpy array at eSpeak's own rate (22.05 kHz).
+The engine, a small ctypes wrapper around the eSpeak NG speech synthesiser (one per process:
+:func:`get_engine`; :func:`synthesize`), is in :mod:`.espeak_engine` and re-exported here.
+This module holds the voice files: a shipped variant's text (:func:`read_variant`), a
+generated variant with its own pitch and formants (:func:`voice_file_text`), and a private
+overlay of eSpeak's data folder to write them into (:func:`make_data_overlay`).
 
-eSpeak NG holds global state, so one process has one engine (:func:`get_engine`). Its
-output depends on the call history; for bit-exact reproducible corpora synthesise in a
-fresh process in a fixed order (see :mod:`speechbrain_crossmamba.dataio.synth_speakers`).
+eSpeak NG's output depends on the call history; for bit-exact reproducible corpora
+synthesise in a fresh process in a fixed order (see
+:mod:`speechbrain_crossmamba.dataio.synth_speakers`).
 
 Authors
  * speechbrain-crossmamba contributors
 """
 
-import ctypes
 import os
 import shutil
-import threading
 
-import numpy as np
-
-MISSING_MESSAGE = "SynthSpeakers needs eSpeak NG: pip install espeakng-loader"
-SAMPLE_RATE = 22050
-
-# espeak_AUDIO_OUTPUT, espeak_PARAMETER and flag values of speak_lib.h
-_AUDIO_OUTPUT_SYNCHRONOUS = 2
-_INITIALIZE_DONT_EXIT = 0x8000
-_CHARS_UTF8 = 1
-_PARAMS = {"rate": 1, "volume": 2, "pitch": 3, "range": 4}
-_CALLBACK = ctypes.CFUNCTYPE(
-    ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p
+from speechbrain_crossmamba.dataio.espeak_engine import (  # noqa: F401
+    MISSING_MESSAGE,
+    SAMPLE_RATE,
+    EspeakEngine,
+    EspeakNotAvailable,
+    espeak_paths,
+    get_engine,
+    synthesize,
 )
-
-_ENGINE = None
-_ENGINE_LOCK = threading.Lock()
-
-
-class EspeakNotAvailable(ImportError):
-    """Raised when the ``espeakng-loader`` package (eSpeak NG) cannot be imported.
-
-    Example
-    -------
-    >>> issubclass(EspeakNotAvailable, ImportError), str(EspeakNotAvailable(MISSING_MESSAGE))
-    (True, 'SynthSpeakers needs eSpeak NG: pip install espeakng-loader')
-    """
-
-
-def espeak_paths():
-    """Returns ``(library_path, data_path)`` of the eSpeak NG shipped by ``espeakng-loader``.
-
-    Raises :class:`EspeakNotAvailable` with a one-line message when it is not installed.
-
-    Example
-    -------
-    >>> lib, data = espeak_paths()
-    >>> os.path.isdir(os.path.join(data, "voices"))
-    True
-    """
-    try:
-        import espeakng_loader
-    except ImportError:
-        raise EspeakNotAvailable(MISSING_MESSAGE) from None
-    return espeakng_loader.get_library_path(), espeakng_loader.get_data_path()
-
-
-class EspeakEngine:
-    """The eSpeak NG library of this process, set up for synchronous synthesis.
-
-    Prefer :func:`get_engine`, which keeps one engine per process.
-
-    Arguments
-    ---------
-    data_path : str, optional
-        An ``espeak-ng-data`` folder (e.g. an overlay with generated voice files);
-        the one of ``espeakng-loader`` when None.
-
-    Example
-    -------
-    >>> engine = get_engine()
-    >>> engine.sample_rate
-    22050
-    """
-
-    def __init__(self, data_path=None):
-        lib_path, default_data = espeak_paths()
-        self.data_path = os.path.abspath(data_path or default_data)
-        self._lib = ctypes.CDLL(lib_path)
-        self._set_signatures()
-        rate = self._lib.espeak_Initialize(
-            _AUDIO_OUTPUT_SYNCHRONOUS, 0, self.data_path.encode(), _INITIALIZE_DONT_EXIT
-        )
-        if rate <= 0:
-            raise RuntimeError(f"eSpeak NG failed to initialise with data folder {self.data_path}")
-        self.sample_rate = rate
-        self._chunks = []
-        self._callback = _CALLBACK(self._collect)  # kept referenced: C holds the pointer
-        self._lib.espeak_SetSynthCallback(self._callback)
-
-    def _set_signatures(self):
-        lib = self._lib
-        lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
-        lib.espeak_Initialize.restype = ctypes.c_int
-        lib.espeak_SetSynthCallback.argtypes = [_CALLBACK]
-        lib.espeak_SetSynthCallback.restype = None
-        lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
-        lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
-        lib.espeak_Synth.argtypes = [
-            ctypes.c_void_p,
-            ctypes.c_size_t,
-            ctypes.c_uint,
-            ctypes.c_int,
-            ctypes.c_uint,
-            ctypes.c_uint,
-            ctypes.c_void_p,
-            ctypes.c_void_p,
-        ]
-        lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
-        lib.espeak_ng_SetRandSeed.restype = None
-        lib.espeak_Info.argtypes = [ctypes.c_void_p]
-        lib.espeak_Info.restype = ctypes.c_char_p
-        for name in (
-            "espeak_SetVoiceByName",
-            "espeak_SetParameter",
-            "espeak_Synth",
-            "espeak_Synchronize",
-        ):
-            getattr(lib, name).restype = ctypes.c_int
-
-    def _collect(self, wav, n_samples, events):
-        if n_samples > 0 and wav:
-            self._chunks.append(np.ctypeslib.as_array(wav, shape=(n_samples,)).copy())
-        return 0
-
-    @property
-    def version(self):
-        """The eSpeak NG version string, e.g. ``'1.52-dev'``."""
-        return self._lib.espeak_Info(None).decode()
-
-    def set_voice(self, name):
-        """Selects a voice: ``"en-us"``, ``"en-us+m3"`` (a ``!v`` variant) or ``"en+myvoice"``.
-
-        A generated voice file ``voices/!v/<variant>`` of the engine's data folder is chosen
-        the same way as a shipped variant.
-        """
-        if self._lib.espeak_SetVoiceByName(name.encode()) != 0:
-            raise ValueError(f"eSpeak NG has no voice {name!r} (data folder {self.data_path})")
-
-    def set_parameters(self, rate=None, pitch=None, pitch_range=None, volume=None):
-        """Sets the speaking rate (words per minute, 80-450), pitch base and pitch range
-        (0-100, 50 is the voice's own), and volume (0-200). ``None`` leaves one unchanged."""
-        values = {"rate": rate, "pitch": pitch, "range": pitch_range, "volume": volume}
-        for key, value in values.items():
-            if (
-                value is not None
-                and self._lib.espeak_SetParameter(_PARAMS[key], int(value), 0) != 0
-            ):
-                raise ValueError(f"eSpeak NG rejected {key}={value}")
-
-    def set_random_seed(self, seed):
-        """Seeds eSpeak's own random generator (breath noise of some variants).
-
-        Without it, voices with ``breath`` differ from run to run.
-        """
-        self._lib.espeak_ng_SetRandSeed(int(seed))
-
-    def synthesize(self, text, seed=None):
-        """Speaks ``text`` with the current voice and parameters; returns float32 in [-1, 1].
-
-        ``seed`` (optional) seeds eSpeak's random generator first (see :meth:`set_random_seed`).
-        """
-        if seed is not None:
-            self.set_random_seed(seed)
-        data = text.encode("utf-8") + b"\0"
-        buf = ctypes.create_string_buffer(data, len(data))
-        self._chunks = []
-        err = self._lib.espeak_Synth(buf, len(data), 0, 1, 0, _CHARS_UTF8, None, None)
-        if err != 0 or self._lib.espeak_Synchronize() != 0:
-            raise RuntimeError(f"eSpeak NG synthesis failed (error {err}) for text {text[:40]!r}")
-        chunks, self._chunks = self._chunks, []
-        if not chunks:
-            return np.zeros(0, dtype=np.float32)
-        return (np.concatenate(chunks).astype(np.float32) / 32768.0).astype(np.float32)
-
-
-def get_engine(data_path=None):
-    """Returns this process's eSpeak NG engine, creating it on first use.
-
-    eSpeak NG is one global engine per process; asking for a different ``data_path``
-    after the first call raises a ``RuntimeError``.
-
-    Example
-    -------
-    >>> get_engine() is get_engine()
-    True
-    """
-    global _ENGINE
-    with _ENGINE_LOCK:
-        if _ENGINE is None:
-            _ENGINE = EspeakEngine(data_path)
-        elif data_path is not None and os.path.abspath(data_path) != _ENGINE.data_path:
-            raise RuntimeError(
-                f"eSpeak NG already runs with data folder {_ENGINE.data_path}; one per process"
-            )
-        return _ENGINE
-
-
-def synthesize(
-    text, voice="en-us", rate=None, pitch=None, pitch_range=None, data_path=None, seed=0
-):
-    """Synthesises ``text`` to a float32 numpy array at 22.05 kHz.
-
-    Arguments
-    ---------
-    text : str
-        What to say.
-    voice : str
-        eSpeak voice name, optionally with a ``+variant`` (a ``!v`` file).
-    rate : int, optional
-        Words per minute (eSpeak default 175).
-    pitch, pitch_range : int, optional
-        Pitch base and pitch range, 0-100 (50 is the voice's own).
-    data_path : str, optional
-        ``espeak-ng-data`` folder for the process's engine (first call only).
-    seed : int, optional
-        Seed of eSpeak's random generator (breath noise); not reseeded when None.
-
-    Returns
-    -------
-    numpy.ndarray
-        float32 waveform in [-1, 1] at :data:`SAMPLE_RATE`.
-
-    Example
-    -------
-    >>> wav = synthesize("hello", voice="en-us+m3", rate=170)
-    >>> wav.dtype, 0.2 < len(wav) / SAMPLE_RATE < 2.0, float(abs(wav).max()) > 0.05
-    (dtype('float32'), True, True)
-    """
-    engine = get_engine(data_path)
-    with _ENGINE_LOCK:
-        engine.set_voice(voice)
-        engine.set_parameters(rate=rate, pitch=pitch, pitch_range=pitch_range)
-        return engine.synthesize(text, seed=seed)
 
 
 def read_variant(name):
     """The text of a shipped voice variant file (``voices/!v/<name>``).
+
+    Arguments
+    ---------
+    name : str
+        The variant, e.g. ``"m3"`` (a ``ValueError`` when not shipped).
+
+    Returns
+    -------
+    str
+        The file's text.
 
     Example
     -------
@@ -275,10 +70,17 @@ def voice_file_text(variant_text, name, pitch_hz=None, formant_scale=1.0):
     formant_scale : float
         Factor on all formant frequencies.
 
+    Returns
+    -------
+    str
+        The text of the new variant file.
+
     Example
     -------
     >>> base = "name x\\npitch 80 90\\nformant 1 90 100 100\\nflutter 5"
-    >>> print(voice_file_text(base, "spk", pitch_hz=(100, 150), formant_scale=1.1))
+    >>> print(
+    ...     voice_file_text(base, "spk", pitch_hz=(100, 150), formant_scale=1.1)
+    ... )
     language variant
     name spk
     pitch 100 150
@@ -290,11 +92,17 @@ def voice_file_text(variant_text, name, pitch_hz=None, formant_scale=1.0):
     formant 4 110 100 100
     formant 5 110 100 100
     """
-    dropped = ("name", "language") + (("pitch",) if pitch_hz is not None else ())
+    dropped = ("name", "language") + (
+        ("pitch",) if pitch_hz is not None else ()
+    )
     kept, formants = [], {}
     for line in variant_text.splitlines():
         fields = line.split()
-        if not fields or fields[0].startswith(("//", "#")) or fields[0] in dropped:
+        if (
+            not fields
+            or fields[0].startswith(("//", "#"))
+            or fields[0] in dropped
+        ):
             continue
         if fields[0] == "formant" and len(fields) >= 5:
             fields[2] = str(round(int(fields[2]) * formant_scale))
@@ -302,7 +110,9 @@ def voice_file_text(variant_text, name, pitch_hz=None, formant_scale=1.0):
         else:
             kept.append(line.strip())
     for n in range(6):
-        formants.setdefault(n, f"formant {n} {round(100 * formant_scale)} 100 100")
+        formants.setdefault(
+            n, f"formant {n} {round(100 * formant_scale)} 100 100"
+        )
     head = ["language variant", f"name {name}"]
     if pitch_hz is not None:
         head.append(f"pitch {int(pitch_hz[0])} {int(pitch_hz[1])}")
@@ -314,12 +124,24 @@ def make_data_overlay(folder):
     links fail) and an empty ``voices/!v`` of its own for generated voice files.
 
     Use it as ``data_path`` of :func:`get_engine` and select a file ``voices/!v/myvoice``
-    written there as ``"en-us+myvoice"``. Returns ``folder``.
+    written there as ``"en-us+myvoice"``.
+
+    Arguments
+    ---------
+    folder : str
+        The new data folder (created).
+
+    Returns
+    -------
+    str
+        ``folder``.
 
     Example
     -------
     >>> import tempfile
-    >>> overlay = make_data_overlay(os.path.join(tempfile.mkdtemp(), "espeak-ng-data"))
+    >>> overlay = make_data_overlay(
+    ...     os.path.join(tempfile.mkdtemp(), "espeak-ng-data")
+    ... )
     >>> os.listdir(os.path.join(overlay, "voices", "!v"))
     []
     >>> os.path.exists(os.path.join(overlay, "phontab"))
@@ -327,13 +149,18 @@ def make_data_overlay(folder):
     """
     source = espeak_paths()[1]
     os.makedirs(os.path.join(folder, "voices", "!v"))
-    voices = [os.path.join("voices", e) for e in os.listdir(os.path.join(source, "voices"))]
+    voices = [
+        os.path.join("voices", e)
+        for e in os.listdir(os.path.join(source, "voices"))
+    ]
     for rel in [e for e in os.listdir(source) if e != "voices"] + voices:
         if rel == os.path.join("voices", "!v"):
             continue
         src, dst = os.path.join(source, rel), os.path.join(folder, rel)
         try:
             os.symlink(src, dst)
-        except OSError:  # no symlinks (e.g. Windows without rights): a private copy
+        except (
+            OSError
+        ):  # no symlinks (e.g. Windows without rights): a private copy
             (shutil.copytree if os.path.isdir(src) else shutil.copy2)(src, dst)
     return folder

@@ -5,156 +5,30 @@
 both follow one convention: the SNR is the target's power relative to the interferer's, an
 optional noise sits ``noise_db`` dB relative to the two-speaker mixture, and when the mixture
 would clip, mixture and target are scaled down together (the target stays the exact
-reference of the mixture).
+reference of the mixture). The signal functions (:func:`mix_at_snr`, :func:`colored_noise`,
+:func:`crop_or_pad`) and :func:`read_utterance_csv` live in :mod:`.mix_signals` and are
+re-exported here; this module holds :class:`DynamicMixDataset`.
 
 Authors
  * speechbrain-crossmamba contributors
 """
 
-import csv
-
 import numpy as np
 import torch
 
-from speechbrain_crossmamba.dataio.augment import babble, reverberate, speed_perturb, synthetic_rir
+from speechbrain_crossmamba.dataio.augment import (
+    babble,
+    reverberate,
+    speed_perturb,
+    synthetic_rir,
+)
+from speechbrain_crossmamba.dataio.mix_signals import (  # noqa: F401
+    colored_noise,
+    crop_or_pad,
+    mix_at_snr,
+    read_utterance_csv,
+)
 from speechbrain_crossmamba.dataio.tse_data import check_audio_file
-
-_EPS = 1e-10
-
-
-def _power(x):
-    return float((x * x).mean()) + _EPS if len(x) else _EPS
-
-
-def _peak(x):
-    return float(abs(x).max()) if len(x) else 0.0
-
-
-def mix_at_snr(target, interferer, snr_db, noise=None, noise_db=None, peak=0.9):
-    """Mixes ``target`` with ``interferer`` at ``snr_db`` (target relative to interferer).
-
-    Works alike on 1-D numpy arrays and torch tensors of one length.
-
-    Arguments
-    ---------
-    target, interferer : numpy.ndarray or torch.Tensor
-        1-D signals of the same length; the target keeps its level.
-    snr_db : float
-        Power of the target relative to the scaled interferer, in dB.
-    noise : same type, optional
-        A noise signal of the same length, added at ``noise_db``.
-    noise_db : float, optional
-        Noise power relative to the two-speaker mixture, in dB (e.g. -25: 25 dB below).
-    peak : float
-        If the mixture or the target would exceed this absolute value, both are scaled by
-        the same factor so that neither does.
-
-    Returns
-    -------
-    mix, target
-        The mixture and the (possibly scaled) target, consistent with each other.
-
-    Example
-    -------
-    >>> g = torch.Generator().manual_seed(0)
-    >>> s, n = torch.randn(8000, generator=g), torch.randn(8000, generator=g)
-    >>> mix, tgt = mix_at_snr(0.1 * s, n, snr_db=5.0)
-    >>> interferer = mix - tgt
-    >>> round(10 * torch.log10(tgt.pow(2).mean() / interferer.pow(2).mean()).item(), 3)
-    5.0
-    >>> mix, tgt = mix_at_snr(s, n, snr_db=0.0, noise=torch.randn(8000, generator=g), noise_db=-25.0)
-    >>> bool(mix.abs().max() <= 0.9 + 1e-6)
-    True
-    >>> mix_at_snr(s, n[:10], 0.0)
-    Traceback (most recent call last):
-    ...
-    ValueError: target and interferer must have the same length; got 8000 and 10
-    """
-    if len(target) != len(interferer):
-        raise ValueError(
-            f"target and interferer must have the same length; got {len(target)} and {len(interferer)}"
-        )
-    gain = (_power(target) / (_power(interferer) * 10.0 ** (snr_db / 10.0))) ** 0.5
-    mix = target + gain * interferer
-    if noise is not None:
-        if noise_db is None or len(noise) != len(target):
-            raise ValueError("noise needs noise_db and the length of the target")
-        mix = mix + (_power(mix) * 10.0 ** (noise_db / 10.0) / _power(noise)) ** 0.5 * noise
-    top = max(_peak(mix), _peak(target))
-    if top > peak:
-        mix, target = mix * (peak / top), target * (peak / top)
-    return mix, target
-
-
-def colored_noise(n_samples, rng, color="white", low_hz=None, sample_rate=None):
-    """Unit-power white, pink (1/f power) or brown (1/f² power) Gaussian noise, float32 numpy.
-
-    ``low_hz`` (with ``sample_rate``) removes everything below that frequency.
-
-    Example
-    -------
-    >>> x = colored_noise(4000, np.random.default_rng(0), "pink")
-    >>> x.shape, x.dtype, round(float((x ** 2).mean()), 3)
-    ((4000,), dtype('float32'), 1.0)
-    >>> y = colored_noise(4000, np.random.default_rng(0), "brown", low_hz=20, sample_rate=8000)
-    >>> round(float(np.abs(np.fft.rfft(y)[:10]).max()), 3)  # bins below 20 Hz
-    0.0
-    """
-    exponents = {"white": 0.0, "pink": 0.5, "brown": 1.0}
-    if color not in exponents:
-        raise ValueError(f"noise color must be one of {', '.join(exponents)}; got {color!r}")
-    noise = rng.standard_normal(n_samples)
-    if (exponents[color] or low_hz) and n_samples > 1:
-        spec = np.fft.rfft(noise)
-        bins = np.arange(len(spec), dtype=np.float64)
-        gain = np.maximum(bins, 1.0) ** -exponents[color]
-        if low_hz:
-            gain[bins * sample_rate / n_samples < low_hz] = 0.0
-        noise = np.fft.irfft(spec * gain, n=n_samples)
-    noise = noise - noise.mean()
-    return (noise / np.sqrt((noise**2).mean() + _EPS)).astype(np.float32)
-
-
-def crop_or_pad(signal, length, rng):
-    """A random ``length``-sample window of ``signal``, or ``signal`` placed at a random
-    offset in zeros when shorter.
-
-    Example
-    -------
-    >>> rng = np.random.default_rng(0)
-    >>> crop_or_pad(torch.ones(10), 4, rng).tolist(), int(crop_or_pad(torch.ones(3), 8, rng).sum())
-    ([1.0, 1.0, 1.0, 1.0], 3)
-    """
-    n = len(signal)
-    if n >= length:
-        start = int(rng.integers(0, n - length + 1))
-        return signal[start : start + length]
-    out = signal.new_zeros(length)
-    start = int(rng.integers(0, length - n + 1))
-    out[start : start + n] = signal
-    return out
-
-
-def read_utterance_csv(path, exclude=(), columns=("duration", "wav", "spk_id")):
-    """Rows ``{ID, duration, wav, spk_id}`` of an utterance CSV, without the IDs in ``exclude``.
-
-    ``columns`` are the columns required besides ``ID``.
-
-    Example
-    -------
-    >>> import tempfile, os
-    >>> p = os.path.join(tempfile.mkdtemp(), "u.csv")
-    >>> _ = open(p, "w").write("ID,duration,wav,spk_id\\na,1.0,/a.wav,s1\\nb,2.0,/b.wav,s2\\n")
-    >>> [r["ID"] for r in read_utterance_csv(p, exclude={"b"})]
-    ['a']
-    """
-    exclude = set(exclude)
-    with open(path, newline="") as f:
-        rows = [row for row in csv.DictReader(f) if row["ID"] not in exclude]
-    needed = ("ID",) + tuple(columns)
-    if not rows or set(needed) - set(rows[0]):
-        raise ValueError(f"{path} has no usable rows with columns {','.join(needed)}")
-    return rows
 
 
 class DynamicMixDataset(torch.utils.data.Dataset):
@@ -219,15 +93,29 @@ class DynamicMixDataset(torch.utils.data.Dataset):
     Example
     -------
     >>> import tempfile, os, soundfile
-    >>> d = tempfile.mkdtemp(); lines = ["ID,duration,wav,spk_id"]
+    >>> d = tempfile.mkdtemp()
+    >>> lines = ["ID,duration,wav,spk_id"]
     >>> for i in range(4):
     ...     path = os.path.join(d, f"u{i}.wav")
-    ...     soundfile.write(path, np.random.default_rng(i).uniform(-.5, .5, 8000), 8000)
+    ...     soundfile.write(
+    ...         path, np.random.default_rng(i).uniform(-0.5, 0.5, 8000), 8000
+    ...     )
     ...     lines.append(f"u{i},1.0,{path},s{i % 2}")
-    >>> _ = open(os.path.join(d, "utts.csv"), "w").write("\\n".join(lines) + "\\n")
-    >>> ds = DynamicMixDataset(os.path.join(d, "utts.csv"), segment_seconds=0.5, enroll_seconds=0.25)
+    >>> _ = open(os.path.join(d, "utts.csv"), "w").write(
+    ...     "\\n".join(lines) + "\\n"
+    ... )
+    >>> ds = DynamicMixDataset(
+    ...     os.path.join(d, "utts.csv"),
+    ...     segment_seconds=0.5,
+    ...     enroll_seconds=0.25,
+    ... )
     >>> item = ds[0]
-    >>> len(ds), item["mix_sig"].shape, item["target_sig"].shape, item["enroll_sig"].shape
+    >>> (
+    ...     len(ds),
+    ...     item["mix_sig"].shape,
+    ...     item["target_sig"].shape,
+    ...     item["enroll_sig"].shape,
+    ... )
     (4, torch.Size([4000]), torch.Size([4000]), torch.Size([2000]))
     >>> bool(torch.equal(ds[1]["mix_sig"], ds[1]["mix_sig"]))
     True
@@ -260,19 +148,31 @@ class DynamicMixDataset(torch.utils.data.Dataset):
         self.by_speaker = {}
         for i, spk in enumerate(self.speakers):
             self.by_speaker.setdefault(spk, []).append(i)
-        self.speaker_index = {spk: k for k, spk in enumerate(sorted(self.by_speaker))}
+        self.speaker_index = {
+            spk: k for k, spk in enumerate(sorted(self.by_speaker))
+        }
         self.segment = round(segment_seconds * sample_rate)
         self.enroll = round(enroll_seconds * sample_rate)
         if self.segment < 1 or self.enroll < 1:
-            raise ValueError("segment_seconds and enroll_seconds must be positive")
+            raise ValueError(
+                "segment_seconds and enroll_seconds must be positive"
+            )
         self.drop_short = drop_short_enrollments
         self.targets = [i for i in range(len(rows)) if self._enrollments(i)]
         if len(self.by_speaker) < 2 or not self.targets:
             raise ValueError(
                 f"{utterances_csv}: dynamic mixing needs 2+ speakers and one with 2+ utterances"
-                + (f" (enrollments of {enroll_seconds} s or more)" if drop_short_enrollments else "")
+                + (
+                    f" (enrollments of {enroll_seconds} s or more)"
+                    if drop_short_enrollments
+                    else ""
+                )
             )
-        self.noise_paths = [r["wav"] for r in read_utterance_csv(noise_csv, exclude, ("wav",))] if noise_csv else []
+        self.noise_paths = (
+            [r["wav"] for r in read_utterance_csv(noise_csv, exclude, ("wav",))]
+            if noise_csv
+            else []
+        )
         self.snr_range = tuple(snr_range)
         self.noise_db = None if noise_db is None else tuple(noise_db)
         self.sample_rate = sample_rate
@@ -282,16 +182,27 @@ class DynamicMixDataset(torch.utils.data.Dataset):
         self.noise_colors = tuple(noise_colors)
         unknown = set(self.noise_colors) - {"white", "pink", "brown", "babble"}
         if unknown or not self.noise_colors:
-            raise ValueError(f"noise_colors must be among white, pink, brown, babble; got {list(noise_colors)}")
-        if self.speed_range is not None and not 0 < self.speed_range[0] <= self.speed_range[1]:
-            raise ValueError(f"speed_range must be (low, high) with 0 < low <= high; got {speed_range}")
+            raise ValueError(
+                f"noise_colors must be among white, pink, brown, babble; got {list(noise_colors)}"
+            )
+        if (
+            self.speed_range is not None
+            and not 0 < self.speed_range[0] <= self.speed_range[1]
+        ):
+            raise ValueError(
+                f"speed_range must be (low, high) with 0 < low <= high; got {speed_range}"
+            )
         if not 0.0 <= self.reverb_prob <= 1.0:
-            raise ValueError(f"reverb_prob must be in [0, 1]; got {reverb_prob}")
+            raise ValueError(
+                f"reverb_prob must be in [0, 1]; got {reverb_prob}"
+            )
         self.epoch_size = epoch_size
         self.seed = seed
         self.epoch = 0
         self._perm = {}
-        problem = check_audio_file(self.paths[0], sample_rate)  # tse_data.check_csv checks all
+        problem = check_audio_file(
+            self.paths[0], sample_rate
+        )  # tse_data.check_csv checks all
         if problem:
             raise ValueError(f"{utterances_csv}: {problem}: {self.paths[0]}")
         self._audio = self._offsets = None
@@ -317,14 +228,29 @@ class DynamicMixDataset(torch.utils.data.Dataset):
     def _enrollments(self, t):
         """The utterances that may serve as enrollment for target utterance ``t``."""
         same = self.by_speaker[self.speakers[t]]
-        return [e for e in same if e != t and (not self.drop_short or self.lengths[e] >= self.enroll)]
+        return [
+            e
+            for e in same
+            if e != t
+            and (not self.drop_short or self.lengths[e] >= self.enroll)
+        ]
 
     def set_epoch(self, epoch):
-        """Selects the epoch whose mixtures are drawn (call before each epoch)."""
+        """Selects the epoch whose mixtures are drawn (call before each epoch).
+
+        Arguments
+        ---------
+        epoch : int
+            The epoch (SpeechBrain's counter starts at 1).
+        """
         self.epoch = int(epoch)
 
     def __len__(self):
-        return self.epoch_size if self.epoch_size is not None else len(self.targets)
+        return (
+            self.epoch_size
+            if self.epoch_size is not None
+            else len(self.targets)
+        )
 
     def _target(self, index):
         block, pos = divmod(index, len(self.targets))
@@ -342,11 +268,17 @@ class DynamicMixDataset(torch.utils.data.Dataset):
         enrollment in another (independently, with the same probability)."""
         if rng.random() < self.reverb_prob:
             rt60 = float(rng.uniform(*self.rt60_range))
-            target = reverberate(target, synthetic_rir(rng, rt60, self.sample_rate))
-            interferer = reverberate(interferer, synthetic_rir(rng, rt60, self.sample_rate))
+            target = reverberate(
+                target, synthetic_rir(rng, rt60, self.sample_rate)
+            )
+            interferer = reverberate(
+                interferer, synthetic_rir(rng, rt60, self.sample_rate)
+            )
         if rng.random() < self.reverb_prob:
             rt60 = float(rng.uniform(*self.rt60_range))
-            enroll = reverberate(enroll, synthetic_rir(rng, rt60, self.sample_rate))
+            enroll = reverberate(
+                enroll, synthetic_rir(rng, rt60, self.sample_rate)
+            )
         return target, interferer, enroll
 
     def _noise(self, rng, target_speaker):
@@ -355,47 +287,73 @@ class DynamicMixDataset(torch.utils.data.Dataset):
         if color != "babble":
             return torch.from_numpy(colored_noise(self.segment, rng, color))
         others = [j for j, s in enumerate(self.speakers) if s != target_speaker]
-        talkers = rng.choice(len(others), size=int(rng.integers(3, 6)), replace=True)
-        return babble([self._load(others[k]) for k in talkers], self.segment, rng, crop_or_pad)
+        talkers = rng.choice(
+            len(others), size=int(rng.integers(3, 6)), replace=True
+        )
+        return babble(
+            [self._load(others[k]) for k in talkers],
+            self.segment,
+            rng,
+            crop_or_pad,
+        )
 
     def __getitem__(self, index):
         if not 0 <= index < len(self):
-            raise IndexError(f"index {index} out of range for {len(self)} items")
+            raise IndexError(
+                f"index {index} out of range for {len(self)} items"
+            )
         rng = np.random.default_rng((self.seed, self.epoch, index))
         t = self._target(index)
         spk = self.speakers[t]
         others = [s for s in self.by_speaker if s != spk]
         interferers = self.by_speaker[others[int(rng.integers(len(others)))]]
-        long_enough = [j for j in interferers if self.lengths[j] >= self.segment]
-        interferers = long_enough or interferers  # an interferer covering the whole segment
+        long_enough = [
+            j for j in interferers if self.lengths[j] >= self.segment
+        ]
+        interferers = (
+            long_enough or interferers
+        )  # an interferer covering the whole segment
         i = interferers[int(rng.integers(len(interferers)))]
         enrolls = self._enrollments(t)
         e = enrolls[int(rng.integers(len(enrolls)))]
         snr = float(rng.uniform(*self.snr_range))
         target, interferer, enroll = self._load(t), self._load(i), self._load(e)
-        if self.speed_range is not None:  # one speed per speaker: target and enrollment alike
+        if (
+            self.speed_range is not None
+        ):  # one speed per speaker: target and enrollment alike
             s_target, s_interferer = rng.uniform(*self.speed_range, size=2)
-            target, enroll = speed_perturb(target, s_target), speed_perturb(enroll, s_target)
+            target, enroll = (
+                speed_perturb(target, s_target),
+                speed_perturb(enroll, s_target),
+            )
             interferer = speed_perturb(interferer, s_interferer)
         target = crop_or_pad(target, self.segment, rng)
         interferer = crop_or_pad(interferer, self.segment, rng)
         if len(enroll) > self.enroll:
             enroll = crop_or_pad(enroll, self.enroll, rng)
         if self.reverb_prob > 0:
-            target, interferer, enroll = self._reverberate(rng, target, interferer, enroll)
+            target, interferer, enroll = self._reverberate(
+                rng, target, interferer, enroll
+            )
         noise = level = None
         if self.noise_db is not None:
             level = float(rng.uniform(*self.noise_db))
             if self.noise_paths:
-                path = self.noise_paths[int(rng.integers(len(self.noise_paths)))]
+                path = self.noise_paths[
+                    int(rng.integers(len(self.noise_paths)))
+                ]
                 noise = crop_or_pad(self._read(path), self.segment, rng)
             else:
                 noise = self._noise(rng, spk)
-        mix, target = mix_at_snr(target, interferer, snr, noise=noise, noise_db=level)
+        mix, target = mix_at_snr(
+            target, interferer, snr, noise=noise, noise_db=level
+        )
         return {
             "id": f"e{self.epoch}_{index}_{self.ids[t]}_{self.ids[i]}",
             "mix_sig": mix,
             "target_sig": target.clone(),
             "enroll_sig": enroll.clone(),
-            "spk_index": self.speaker_index[spk],  # target speaker, for an auxiliary classifier
+            "spk_index": self.speaker_index[
+                spk
+            ],  # target speaker, for an auxiliary classifier
         }

@@ -19,6 +19,9 @@ split with their minutes, and a digest of all WAVs; the same config and package 
 the same files. A source whose package is not installed is reported in one log line naming
 the package and ``tools/install_voices.sh``; the corpus is built from the rest.
 
+The corpus is cut and written by :mod:`.real_voices_build` (re-exported here); this module
+finds the installed sources, prepares the corpus once, and combines it with SynthSpeakers.
+
 Authors
  * speechbrain-crossmamba contributors
 """
@@ -26,128 +29,60 @@ Authors
 import hashlib
 import json
 import logging
-import math
 import os
 import shutil
 
-import numpy as np
-
 from speechbrain_crossmamba.dataio import synth_speakers as synth
-from speechbrain_crossmamba.dataio.voice_packages import SOURCES, package_version
+from speechbrain_crossmamba.dataio.real_voices_build import (  # noqa: F401
+    FORMAT_VERSION,
+    FRAME_S,
+    INSTALL_HINT,
+    LEVEL_RMS,
+    PEAK,
+    _build,
+    cut_utterances,
+    normalise,
+)
+from speechbrain_crossmamba.dataio.voice_packages import (
+    SOURCES,
+    package_version,
+)
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
-FRAME_S = 0.02
-LEVEL_RMS = 0.1  # RMS of the voiced frames of every utterance (-20 dBFS)
-PEAK = 0.9
-TEST_SPEAKERS = ("fillets_cs_small", "fillets_cs_big", "drascula_vonbraun", "drascula_bj")
-VALID_SPEAKERS = ("fillets_nl_small", "fillets_nl_big", "drascula_igor", "drascula_bartender",
-                  "drascula_werewolf")
-INSTALL_HINT = "sudo bash tools/install_voices.sh"
-
-
-def _frame_db(wav, rate):
-    """Per-frame energy in dB (20 ms frames)."""
-    hop = max(1, int(FRAME_S * rate))
-    n = len(wav) // hop
-    frames = wav[: n * hop].reshape(n, hop).astype(np.float64)
-    return 10.0 * np.log10((frames**2).mean(axis=1) + 1e-12), hop
-
-
-def cut_utterances(wav, rate, min_seconds=1.5, max_seconds=8.0, floor_db=40.0, pause_s=0.15):
-    """Cuts a recorded line into utterances at its pauses.
-
-    A frame is silent when it is more than ``floor_db`` below the line's loudest frame; runs
-    of at least ``pause_s`` of silence are the possible cuts. Voiced stretches are joined
-    until the next would pass ``max_seconds`` (a stretch longer than that is cut in
-    ``max_seconds`` pieces); pieces shorter than ``min_seconds`` are dropped. Each utterance
-    keeps 50 ms of margin around its voiced frames.
-
-    Returns
-    -------
-    list of (start, stop) sample indices.
-
-    Example
-    -------
-    >>> rate = 8000; t = np.arange(rate * 2) / rate
-    >>> tone = np.sin(2 * np.pi * 200 * t).astype(np.float32)
-    >>> line = np.concatenate([np.zeros(4000), tone, np.zeros(4000), tone, np.zeros(800)])
-    >>> cut_utterances(line, rate, max_seconds=3.0)
-    [(3600, 20400), (23600, 40400)]
-    >>> cut_utterances(line, rate, max_seconds=6.0)
-    [(3600, 40400)]
-    """
-    db, hop = _frame_db(wav, rate)
-    if len(db) == 0:
-        return []
-    voiced = db > db.max() - floor_db
-    pause = max(1, int(round(pause_s / FRAME_S)))
-    stretches, start, quiet = [], None, 0  # voiced stretches [a, b) in frames
-    for k, v in enumerate(voiced):
-        if v:
-            start = k if start is None else start
-            quiet, end = 0, k + 1
-        elif start is not None:
-            quiet += 1
-            if quiet >= pause:
-                stretches.append((start, end))
-                start = None
-    if start is not None:
-        stretches.append((start, end))
-    longest, shortest = int(max_seconds / FRAME_S), int(math.ceil(min_seconds / FRAME_S))
-    pieces = []
-    for a, b in stretches:  # split over-long stretches
-        pieces += [(s, min(s + longest, b)) for s in range(a, b, longest)]
-    merged = []
-    for a, b in pieces:
-        if merged and b - merged[-1][0] <= longest:
-            merged[-1] = (merged[-1][0], b)
-        else:
-            merged.append((a, b))
-    margin = int(0.05 * rate)
-    return [(max(a * hop - margin, 0), min(b * hop + margin, len(wav)))
-            for a, b in merged if b - a >= shortest]
-
-
-def normalise(wav, rate):
-    """Scales an utterance so that its voiced frames have RMS ``LEVEL_RMS`` (peak at most
-    ``PEAK``).
-
-    Example
-    -------
-    >>> x = np.concatenate([np.zeros(800), 0.01 * np.ones(1600)]).astype(np.float32)
-    >>> y = normalise(x, 8000)
-    >>> round(float(np.sqrt((y[800:] ** 2).mean())), 3)
-    0.1
-    """
-    db, hop = _frame_db(wav, rate)
-    voiced = db > db.max() - 30.0
-    frames = wav[: len(db) * hop].reshape(len(db), hop)[voiced]
-    gain = LEVEL_RMS / (np.sqrt((frames.astype(np.float64) ** 2).mean()) + 1e-9)
-    gain = min(gain, PEAK / (np.abs(wav).max() + 1e-9))
-    return (wav * gain).astype(np.float32)
-
-
-def _utterances(load, rate, config):
-    """The processed utterances of one recording (8 kHz float32 arrays)."""
-    from scipy.signal import resample_poly
-
-    wav, in_rate = load()
-    wav = wav - wav.mean() if len(wav) else wav
-    if len(wav) < in_rate * config["min_seconds"] or not np.isfinite(wav).all():
-        return []
-    g = math.gcd(rate, in_rate)
-    wav = resample_poly(wav.astype(np.float64), rate // g, in_rate // g).astype(np.float32)
-    cuts = cut_utterances(wav, rate, config["min_seconds"], config["max_seconds"])
-    return [normalise(wav[a:b], rate) for a, b in cuts]
+TEST_SPEAKERS = (
+    "fillets_cs_small",
+    "fillets_cs_big",
+    "drascula_vonbraun",
+    "drascula_bj",
+)
+VALID_SPEAKERS = (
+    "fillets_nl_small",
+    "fillets_nl_big",
+    "drascula_igor",
+    "drascula_bartender",
+    "drascula_werewolf",
+)
 
 
 def installed_version(source):
     """The Debian version of ``source``'s package; ``unknown`` where its files are there
-    without dpkg knowing them (a copy); None where neither."""
+    without dpkg knowing them (a copy); None where neither.
+
+    Arguments
+    ---------
+    source : str
+        A key of ``SOURCES`` (a ``ValueError`` otherwise).
+
+    Returns
+    -------
+    str or None
+        The version.
+    """
     if source not in SOURCES:
-        raise ValueError(f"unknown real-voice source {source!r}; known: {', '.join(SOURCES)}")
+        raise ValueError(
+            f"unknown real-voice source {source!r}; known: {', '.join(SOURCES)}"
+        )
     version = package_version(SOURCES[source][0])
     if version is None and SOURCES[source][3]():
         version = "unknown"
@@ -156,81 +91,30 @@ def installed_version(source):
 
 def available_sources(sources):
     """``{source: package version}`` of the sources whose package is installed; logs one
-    line for each that is not."""
+    line for each that is not.
+
+    Arguments
+    ---------
+    sources : iterable of str
+        Keys of ``SOURCES``.
+
+    Returns
+    -------
+    dict
+        ``source -> version`` (see :func:`installed_version`).
+    """
     found = {}
     for source in sources:
         version = installed_version(source)
         if version is None:
-            logger.warning("RealVoices: %s is not installed, skipped (install: %s)",
-                           SOURCES[source][0], INSTALL_HINT)
+            logger.warning(
+                "RealVoices: %s is not installed, skipped (install: %s)",
+                SOURCES[source][0],
+                INSTALL_HINT,
+            )
         else:
             found[source] = version
     return found
-
-
-def _build(config, versions, final):
-    """Writes the corpus into ``<final>.partial`` and renames it to ``final``."""
-    partial = final + ".partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    os.makedirs(partial)
-    rate, splits = config["sample_rate"], {}
-    for spk in config["test_speakers"]:
-        splits[spk] = "test"
-    for spk in config["valid_speakers"]:
-        splits[spk] = "valid"
-    by_speaker = {}
-    for source in versions:
-        for speaker, key, load in SOURCES[source][3]():
-            by_speaker.setdefault(speaker, []).append((key, load))
-    rows, audio, info = {s: [] for s in synth.SPLITS}, {}, {}
-    for speaker in sorted(by_speaker):
-        split = splits.get(speaker, "train")
-        rng = np.random.default_rng((21, config["seed"], int(hashlib.md5(speaker.encode()).hexdigest()[:8], 16)))
-        recordings = by_speaker[speaker]
-        order = rng.permutation(len(recordings))
-        kept, seconds = [], 0.0
-        for index in order:
-            key, load = recordings[index]
-            for j, wav in enumerate(_utterances(load, rate, config)):
-                kept.append((key, j, wav))
-            if len(kept) >= config["max_utterances_per_speaker"]:
-                break
-        kept = kept[: config["max_utterances_per_speaker"]]
-        if len(kept) < config["min_utterances_per_speaker"]:
-            continue
-        for u, (key, j, wav) in enumerate(kept):
-            utt = f"{speaker}_u{u:03d}"
-            rel = os.path.join("wavs", split, speaker, utt + ".wav")
-            synth._write_wav(os.path.join(partial, rel), wav, rate)
-            rows[split].append([utt, f"{len(wav) / rate:.4f}", os.path.join(final, rel), speaker])
-            seconds += len(wav) / rate
-            if split != "train":
-                audio[utt] = wav
-        info[speaker] = {"split": split, "utterances": len(kept),
-                         "minutes": round(seconds / 60, 2), "source_files": sorted({k for k, _, _ in kept})}
-    for split in synth.SPLITS:
-        if len({r[3] for r in rows[split]}) < 2:
-            raise RuntimeError(f"RealVoices: fewer than 2 {split} speakers found; install: {INSTALL_HINT}")
-        synth._write_csv(os.path.join(partial, f"{split}_utts.csv"), synth.UTT_HEADER, rows[split])
-    mix_config = dict(config, noise=True)
-    for split in ("valid", "test"):
-        mixes = synth._mixtures(mix_config, split, rows[split], audio, partial, final)
-        synth._write_csv(os.path.join(partial, f"{split}.csv"), synth.MIX_HEADER, mixes)
-    with open(os.path.join(partial, "speakers.json"), "w") as f:
-        json.dump(info, f, indent=1, sort_keys=True)
-    manifest = {
-        "format": FORMAT_VERSION,
-        "config": config,
-        "root": final,
-        "packages": {s: {"package": SOURCES[s][0], "version": v, "section": SOURCES[s][1],
-                         "licence": SOURCES[s][2]} for s, v in versions.items()},
-        "speakers": {s: sorted(k for k, v in info.items() if v["split"] == s) for s in synth.SPLITS},
-        "minutes": {s: round(sum(float(r[1]) for r in rows[s]) / 60, 2) for s in synth.SPLITS},
-        "digest": synth._digest(partial),
-    }
-    with open(os.path.join(partial, "manifest.json"), "w") as f:
-        json.dump(manifest, f, indent=1, sort_keys=True)
-    os.replace(partial, final)
 
 
 def prepare_real_voices(
@@ -287,11 +171,17 @@ def prepare_real_voices(
     ValueError: unknown real-voice source 'no_such_source'; known: fillets_cs, fillets_nl, drascula, fotaq, uqm
     """
     config = {
-        "format": FORMAT_VERSION, "seed": int(seed), "sample_rate": int(sample_rate),
-        "snr_range": [float(x) for x in snr_range], "valid_speakers": sorted(valid_speakers),
-        "test_speakers": sorted(test_speakers), "n_valid_mixtures": int(n_valid_mixtures),
-        "n_test_mixtures": int(n_test_mixtures), "min_seconds": float(min_seconds),
-        "max_seconds": float(max_seconds), "sources": sorted(sources),
+        "format": FORMAT_VERSION,
+        "seed": int(seed),
+        "sample_rate": int(sample_rate),
+        "snr_range": [float(x) for x in snr_range],
+        "valid_speakers": sorted(valid_speakers),
+        "test_speakers": sorted(test_speakers),
+        "n_valid_mixtures": int(n_valid_mixtures),
+        "n_test_mixtures": int(n_test_mixtures),
+        "min_seconds": float(min_seconds),
+        "max_seconds": float(max_seconds),
+        "sources": sorted(sources),
         "max_utterances_per_speaker": int(max_utterances_per_speaker),
         "min_utterances_per_speaker": int(min_utterances_per_speaker),
     }
@@ -299,19 +189,30 @@ def prepare_real_voices(
         raise ValueError("valid_speakers and test_speakers must be disjoint")
     versions = available_sources(sources)
     if not versions:
-        raise RuntimeError(f"RealVoices: none of the packages is installed; install: {INSTALL_HINT}")
+        raise RuntimeError(
+            f"RealVoices: none of the packages is installed; install: {INSTALL_HINT}"
+        )
     key_data = dict(config, versions=versions)
-    key = hashlib.sha256(json.dumps(key_data, sort_keys=True).encode()).hexdigest()[:8]
+    key = hashlib.sha256(
+        json.dumps(key_data, sort_keys=True).encode()
+    ).hexdigest()[:8]
     root = os.path.join(os.path.abspath(data_folder), f"RealVoices_{key}")
-    paths = {f"{s}_utts": os.path.join(root, f"{s}_utts.csv") for s in synth.SPLITS}
-    paths.update(valid=os.path.join(root, "valid.csv"), test=os.path.join(root, "test.csv"),
-                 manifest=os.path.join(root, "manifest.json"))
+    paths = {
+        f"{s}_utts": os.path.join(root, f"{s}_utts.csv") for s in synth.SPLITS
+    }
+    paths.update(
+        valid=os.path.join(root, "valid.csv"),
+        test=os.path.join(root, "test.csv"),
+        manifest=os.path.join(root, "manifest.json"),
+    )
     manifest = synth._read_manifest(root)
     if manifest is not None and all(os.path.isfile(p) for p in paths.values()):
         if manifest["root"] != root:
             synth._relocate(root, manifest)
         return paths
-    shutil.rmtree(root, ignore_errors=True)  # an incomplete corpus (killed run) is rebuilt
+    shutil.rmtree(
+        root, ignore_errors=True
+    )  # an incomplete corpus (killed run) is rebuilt
     _build(config, versions, root)
     return paths
 
@@ -320,7 +221,9 @@ def _has_real_voices(sources):
     return any(installed_version(s) is not None for s in sources)
 
 
-def prepare_tse_speakers(data_folder, synth, real, train_voices=("espeak",), eval_voices="espeak"):
+def prepare_tse_speakers(
+    data_folder, synth, real, train_voices=("espeak",), eval_voices="espeak"
+):
     """The speaker corpus of a recipe: SynthSpeakers (eSpeak NG), RealVoices, or both.
 
     Arguments
@@ -347,7 +250,9 @@ def prepare_tse_speakers(data_folder, synth, real, train_voices=("espeak",), eva
 
     Example
     -------
-    >>> prepare_tse_speakers("/tmp", None, None, train_voices=["espeak", "klingon"])
+    >>> prepare_tse_speakers(
+    ...     "/tmp", None, None, train_voices=["espeak", "klingon"]
+    ... )
     Traceback (most recent call last):
     ...
     ValueError: train_voices must be among espeak, real (or auto); got ['espeak', 'klingon']
@@ -362,14 +267,20 @@ def prepare_tse_speakers(data_folder, synth, real, train_voices=("espeak",), eva
         eval_voices = "real" if installed else "espeak"
     train_voices = list(train_voices)
     if not train_voices or set(train_voices) - {"espeak", "real"}:
-        raise ValueError(f"train_voices must be among espeak, real (or auto); got {train_voices}")
+        raise ValueError(
+            f"train_voices must be among espeak, real (or auto); got {train_voices}"
+        )
     if eval_voices not in ("espeak", "real"):
-        raise ValueError(f"eval_voices must be espeak, real or auto; got {eval_voices!r}")
+        raise ValueError(
+            f"eval_voices must be espeak, real or auto; got {eval_voices!r}"
+        )
     corpora = {}
     for name in sorted(set(train_voices) | {eval_voices}):
         try:
             corpora[name] = synth() if name == "espeak" else real()
-        except RuntimeError as error:  # e.g. no real-voice package installed: one line
+        except (
+            RuntimeError
+        ) as error:  # e.g. no real-voice package installed: one line
             raise ValueError(str(error)) from None
     if len(train_voices) == 1:
         train_csv = corpora[train_voices[0]]["train_utts"]
@@ -379,10 +290,18 @@ def prepare_tse_speakers(data_folder, synth, real, train_voices=("espeak",), eva
             with open(corpora[name]["train_utts"]) as f:
                 rows = f.read().splitlines()
             lines += rows if not lines else rows[1:]
-        train_csv = os.path.join(os.path.abspath(data_folder), "train_utts_" + "_".join(sorted(train_voices)) + ".csv")
+        train_csv = os.path.join(
+            os.path.abspath(data_folder),
+            "train_utts_" + "_".join(sorted(train_voices)) + ".csv",
+        )
         with open(train_csv + ".tmp", "w") as f:
             f.write("\n".join(lines) + "\n")
         os.replace(train_csv + ".tmp", train_csv)
-    paths = {k: corpora[eval_voices][k] for k in ("valid", "test", "valid_utts", "test_utts")}
-    logger.info("speakers: train %s, valid/test %s", "+".join(train_voices), eval_voices)
+    paths = {
+        k: corpora[eval_voices][k]
+        for k in ("valid", "test", "valid_utts", "test_utts")
+    }
+    logger.info(
+        "speakers: train %s, valid/test %s", "+".join(train_voices), eval_voices
+    )
     return dict(paths, train_utts=train_csv)

@@ -97,7 +97,9 @@ def _tremolo(rng, n, sr):
     amps = [a for h, a in zip((1, 2, 3), (1.0, 0.4, 0.15)) if h * f < 0.45 * sr]
     t = _time(n, sr)
     carrier = _harmonics(TWO_PI * f * t, amps, rng.uniform(0, TWO_PI, 3))
-    am = 1.0 - depth * (0.5 - 0.5 * np.cos(TWO_PI * rate * t + rng.uniform(0, TWO_PI)))
+    am = 1.0 - depth * (
+        0.5 - 0.5 * np.cos(TWO_PI * rate * t + rng.uniform(0, TWO_PI))
+    )
     return carrier * am
 
 
@@ -110,7 +112,9 @@ def _siren(rng, n, sr):
         lfo = 2.0 / np.pi * np.arcsin(lfo)
     freq = fc * 2.0 ** (0.5 * depth * lfo)
     f_top = fc * 2.0 ** (0.5 * depth)
-    amps = [a for h, a in zip((1, 2, 3), (1.0, 0.5, 0.25)) if h * f_top < 0.45 * sr]
+    amps = [
+        a for h, a in zip((1, 2, 3), (1.0, 0.5, 0.25)) if h * f_top < 0.45 * sr
+    ]
     return _harmonics(TWO_PI * np.cumsum(freq) / sr, amps, np.zeros(len(amps)))
 
 
@@ -119,17 +123,26 @@ def _band_noise(rng, n, sr):
     width = rng.uniform(0.15, 0.5)  # standard deviation, in octaves
     spec = np.fft.rfft(rng.standard_normal(n))
     freqs = np.maximum(np.fft.rfftfreq(n, 1.0 / sr), 1.0)
-    return np.fft.irfft(spec * np.exp(-0.5 * (np.log2(freqs / fc) / width) ** 2), n)
+    return np.fft.irfft(
+        spec * np.exp(-0.5 * (np.log2(freqs / fc) / width) ** 2), n
+    )
 
 
 def _click_train(rng, n, sr):
     period = sr / _loguniform(rng, 4.0, 30.0)
     klen = max(int(0.003 * sr), 4)
     decay = rng.uniform(0.0004, 0.0012) * sr
-    kernel = np.diff(rng.standard_normal(klen) * np.exp(-np.arange(klen) / decay), prepend=0.0)
+    kernel = np.diff(
+        rng.standard_normal(klen) * np.exp(-np.arange(klen) / decay),
+        prepend=0.0,
+    )
     steps = period * (1.0 + 0.03 * rng.standard_normal(int(n / period) + 2))
-    positions = (rng.uniform(0, period) + np.cumsum(steps) - steps[0]).astype(np.int64)
-    return np.convolve(_pulse_train(n, positions, np.ones(len(positions))), kernel)[:n]
+    positions = (rng.uniform(0, period) + np.cumsum(steps) - steps[0]).astype(
+        np.int64
+    )
+    return np.convolve(
+        _pulse_train(n, positions, np.ones(len(positions))), kernel
+    )[:n]
 
 
 VOWEL_FORMANTS = {
@@ -148,7 +161,9 @@ def _formant_vowel(rng, n, sr):
     weights = np.array([1.0, 0.6, 0.3])
     f0 = _loguniform(rng, 90.0, 250.0)
     t = _time(n, sr)
-    vibrato = rng.uniform(0.01, 0.03) * np.sin(TWO_PI * rng.uniform(4.5, 6.5) * t)
+    vibrato = rng.uniform(0.01, 0.03) * np.sin(
+        TWO_PI * rng.uniform(4.5, 6.5) * t
+    )
     glide = rng.uniform(-0.05, 0.05) * t / max(t[-1], 1e-9)
     phase = TWO_PI * np.cumsum(f0 * (1.0 + vibrato) * (1.0 + glide)) / sr
     k = np.arange(1, max(int(_fmax(sr, 3800.0) / (1.1 * f0)), 1) + 1)
@@ -164,7 +179,9 @@ def _bell(rng, n, sr):
     f = _loguniform(rng, 250.0, 900.0)
     ratios = BELL_RATIOS * rng.uniform(0.98, 1.02, len(BELL_RATIOS))
     amps = rng.uniform(0.3, 1.0, len(BELL_RATIOS))
-    taus = rng.uniform(0.6, 2.0) / 6.9 * ratios**-0.6  # higher partials die out sooner
+    taus = (
+        rng.uniform(0.6, 2.0) / 6.9 * ratios**-0.6
+    )  # higher partials die out sooner
     keep = f * ratios < 0.45 * sr
     length = min(n, int(5.0 * taus.max() * sr))
     t = _time(length, sr)
@@ -183,7 +200,9 @@ def _bell(rng, n, sr):
 def _knock(rng, n, sr):
     f, tau = _loguniform(rng, 100.0, 450.0), rng.uniform(0.008, 0.03)
     t = _time(int(6.0 * tau * sr), sr)
-    thud = np.convolve(rng.standard_normal(len(t)) * np.exp(-t / 0.002), np.ones(3) / 3)
+    thud = np.convolve(
+        rng.standard_normal(len(t)) * np.exp(-t / 0.002), np.ones(3) / 3
+    )
     ir = np.sin(TWO_PI * f * t) * np.exp(-t / tau) + 0.3 * thud[: len(t)]
     attack = min(int(0.001 * sr), len(t))
     ir[:attack] *= _ramp(attack)
@@ -191,7 +210,9 @@ def _knock(rng, n, sr):
     per_group = int(rng.integers(2, 5))
     starts = np.arange(0.0, n / sr, group_period)
     positions = (starts[:, None] + spacing * np.arange(per_group)).ravel() * sr
-    hits = _pulse_train(n, positions.astype(np.int64), rng.uniform(0.7, 1.0, positions.size))
+    hits = _pulse_train(
+        n, positions.astype(np.int64), rng.uniform(0.7, 1.0, positions.size)
+    )
     return fftconvolve(hits, ir)[:n]
 
 
@@ -241,7 +262,11 @@ def render_event(name, rng, num_samples, sample_rate):
     Example
     -------
     >>> x = render_event("bell", np.random.default_rng(0), 8000, 8000)
-    >>> x.shape, x.dtype, round(float(np.sqrt(np.mean(x.astype(float) ** 2))), 3)
+    >>> (
+    ...     x.shape,
+    ...     x.dtype,
+    ...     round(float(np.sqrt(np.mean(x.astype(float) ** 2))), 3),
+    ... )
     ((8000,), dtype('float32'), 1.0)
     >>> bool(abs(x[0]) < 1e-3 and abs(x[-1]) < 1e-3)
     True
@@ -251,11 +276,15 @@ def render_event(name, rng, num_samples, sample_rate):
     ValueError: unknown sound class 'drum'; known: tone, chirp, harmonic_buzz, ...
     """
     if name not in GENERATORS:
-        raise ValueError(f"unknown sound class {name!r}; known: {', '.join(GENERATORS)}")
+        raise ValueError(
+            f"unknown sound class {name!r}; known: {', '.join(GENERATORS)}"
+        )
     if int(num_samples) < 1:
         raise ValueError(f"num_samples must be positive; got {num_samples}")
     if sample_rate < MIN_SAMPLE_RATE:
-        raise ValueError(f"sample_rate must be at least {MIN_SAMPLE_RATE} Hz; got {sample_rate}")
+        raise ValueError(
+            f"sample_rate must be at least {MIN_SAMPLE_RATE} Hz; got {sample_rate}"
+        )
     n = int(num_samples)
     x = GENERATORS[name](rng, n, sample_rate) * _fade(rng, n, sample_rate)
     rms = np.sqrt(np.mean(x**2))

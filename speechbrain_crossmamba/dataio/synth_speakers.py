@@ -18,6 +18,9 @@ gets its own folder, a repeated call returns at once, and a left-over ``.partial
 run) is deleted and regenerated. CSVs hold absolute paths, rewritten when a complete corpus
 is found moved. Call it on the main process only (``run_on_main``).
 
+The speakers and their utterances are made by :mod:`.synth_voices` (re-exported here); this
+module writes the mixture lists and the corpus folder, and runs the generation process.
+
 Authors
  * speechbrain-crossmamba contributors
 """
@@ -26,7 +29,6 @@ import argparse
 import csv
 import hashlib
 import json
-import math
 import os
 import shutil
 import subprocess
@@ -34,95 +36,27 @@ import sys
 
 import numpy as np
 
-from speechbrain_crossmamba.dataio.mixing import colored_noise, mix_at_snr
+from speechbrain_crossmamba.dataio.mix_signals import colored_noise, mix_at_snr
+from speechbrain_crossmamba.dataio.synth_voices import (  # noqa: F401
+    ACCENTS,
+    DITHER,
+    ESPEAK_RATE,
+    LEVEL,
+    PITCH_BASE_HZ,
+    SPLITS,
+    TRIM_MARGIN_S,
+    VARIANTS,
+    _synthesise_all,
+    _write_wav,
+    make_sentence,
+    process_audio,
+    speaker_params,
+)
 
 FORMAT_VERSION = 1
 MODULE = "speechbrain_crossmamba.dataio.synth_speakers"
-SPLITS = ("train", "valid", "test")
-_ACCENT_NAMES = "en-us en en-029 en-gb-scotland en-gb-x-rp en-us-nyc en-gb-x-gbclan en-gb-x-gbcwmd"
-ACCENTS = tuple(_ACCENT_NAMES.split())  # English accents, as eSpeak NG voice names
-VARIANTS = {
-    "male": ("m1", "m2", "m3", "m4", "m6", "m7", "m8", "john", "max", "paul", "robert"),
-    "female": ("f1", "f2", "f3", "f4", "f5", "linda", "belinda", "aunty", "Andrea", "Annie"),
-}
-PITCH_BASE_HZ = {"male": (75.0, 135.0), "female": (150.0, 240.0)}
-LEVEL = 0.5  # peak of every utterance
-DITHER = 1e-4  # std of the added Gaussian dither (about 3 LSB of 16-bit)
 MIX_PEAK = 0.9
 NOISE_DB = (-30.0, -20.0)  # noise level relative to the speech mixture
-TRIM_MARGIN_S = 0.1
-ESPEAK_RATE = 22050
-
-
-def _words():
-    with open(os.path.join(os.path.dirname(__file__), "words.txt")) as f:
-        return [w.strip() for w in f if w.strip()]
-
-
-def make_sentence(rng, words, low=5, high=12):
-    """A random sentence of ``low``..``high`` words from ``words``.
-
-    Example
-    -------
-    >>> make_sentence(np.random.default_rng(0), ["red", "cat", "sun"], 3, 3)
-    'Sun cat cat.'
-    """
-    picked = [words[int(i)] for i in rng.integers(0, len(words), int(rng.integers(low, high + 1)))]
-    return " ".join(picked).capitalize() + "."
-
-
-def speaker_params(seed, index):
-    """The seeded voice of global speaker ``index``: gender, accent, variant, pitch, rate, formants.
-
-    Example
-    -------
-    >>> p = speaker_params(1234, 0)
-    >>> sorted(p)
-    ['accent', 'formant_scale', 'gender', 'pitch_hz', 'rate_wpm', 'variant']
-    >>> p == speaker_params(1234, 0) != speaker_params(1234, 1)
-    True
-    """
-    rng = np.random.default_rng((11, seed, index))
-    gender = ("male", "female")[int(rng.integers(2))]
-    base = float(rng.uniform(*PITCH_BASE_HZ[gender]))
-    return {
-        "gender": gender,
-        "accent": ACCENTS[int(rng.integers(len(ACCENTS)))],
-        "variant": VARIANTS[gender][int(rng.integers(len(VARIANTS[gender])))],
-        "pitch_hz": [round(base), round(base * float(rng.uniform(1.2, 1.7)))],
-        "rate_wpm": int(rng.integers(135, 206)),
-        "formant_scale": round(float(rng.uniform(0.9, 1.1)), 3),
-    }
-
-
-def process_audio(wav, rng, sample_rate=8000, in_rate=ESPEAK_RATE):
-    """Trims long silences, resamples to ``sample_rate``, peak-normalises to ``LEVEL``, dithers.
-
-    Example
-    -------
-    >>> x = np.concatenate([np.zeros(22050), np.sin(np.arange(22050) / 5.0), np.zeros(22050)])
-    >>> y = process_audio(x.astype(np.float32), np.random.default_rng(0))
-    >>> len(y) / 8000 < 1.25, round(float(abs(y).max()), 2), bool((y != 0).all())
-    (True, 0.5, True)
-    """
-    from scipy.signal import resample_poly
-
-    loud = np.flatnonzero(np.abs(wav) > 0.01 * (np.abs(wav).max() + 1e-12))
-    if len(loud) == 0:
-        raise RuntimeError("eSpeak NG produced a silent utterance")
-    margin = int(TRIM_MARGIN_S * in_rate)
-    wav = wav[max(loud[0] - margin, 0) : loud[-1] + margin + 1].astype(np.float64)
-    g = math.gcd(sample_rate, in_rate)
-    out = resample_poly(wav, sample_rate // g, in_rate // g)
-    out = out * (LEVEL / np.abs(out).max()) + rng.normal(0.0, DITHER, len(out))
-    return out.astype(np.float32)
-
-
-def _write_wav(path, wav, sample_rate):
-    import soundfile
-
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    soundfile.write(path, wav, sample_rate, subtype="PCM_16")
 
 
 def _write_csv(path, header, rows):
@@ -130,54 +64,6 @@ def _write_csv(path, header, rows):
         writer = csv.writer(f)
         writer.writerow(header)
         writer.writerows(rows)
-
-
-def _speakers(config):
-    """``[(spk_id, split, global_index)]`` in generation order; splits are disjoint."""
-    out, k = [], 0
-    for split in SPLITS:
-        for j in range(config[f"n_{split}_speakers"]):
-            out.append((f"{split}{j:03d}", split, k))
-            k += 1
-    return out
-
-
-def _synthesise_all(config, partial, final):
-    """Writes every utterance; returns utterance rows per split and valid/test audio."""
-    from speechbrain_crossmamba.dataio import espeak
-
-    seed, sr, words = config["seed"], config["sample_rate"], _words()
-    overlay = os.path.join(partial, "_espeak-ng-data")
-    espeak.make_data_overlay(overlay)
-    speakers = [(spk, split, k, speaker_params(seed, k)) for spk, split, k in _speakers(config)]
-    for spk, _, _, params in speakers:
-        text = espeak.voice_file_text(
-            espeak.read_variant(params["variant"]), spk, params["pitch_hz"], params["formant_scale"]
-        )
-        with open(os.path.join(overlay, "voices", "!v", f"sspk_{spk}"), "w") as f:
-            f.write(text + "\n")
-    engine = espeak.get_engine(overlay)
-    rows, audio = {s: [] for s in SPLITS}, {}
-    for spk, split, k, params in speakers:
-        engine.set_voice(f"{params['accent']}+sspk_{spk}")
-        engine.set_parameters(rate=params["rate_wpm"])
-        for u in range(config["utterances_per_speaker"]):
-            rng = np.random.default_rng((12, seed, k, u))
-            text, espeak_seed = make_sentence(rng, words), int(rng.integers(2**31))
-            wav = process_audio(engine.synthesize(text, seed=espeak_seed), rng, sr)
-            utt = f"{spk}_u{u:02d}"
-            rel = os.path.join("wavs", split, spk, utt + ".wav")
-            _write_wav(os.path.join(partial, rel), wav, sr)
-            rows[split].append([utt, f"{len(wav) / sr:.4f}", os.path.join(final, rel), spk])
-            if split != "train":
-                audio[utt] = wav
-    shutil.rmtree(overlay)
-    info = {
-        spk: dict(params, split=split, espeak_voice=f"{params['accent']}+{params['variant']}")
-        for spk, split, _, params in speakers
-    }
-    info["espeak_version"] = engine.version
-    return rows, audio, info
 
 
 def _draw_mixture(rng, by_spk):
@@ -188,7 +74,9 @@ def _draw_mixture(rng, by_spk):
     other = by_spk[others[int(rng.integers(len(others)))]]
     utts = by_spk[spk]
     t = int(rng.integers(len(utts)))
-    e = [i for i in range(len(utts)) if i != t][int(rng.integers(len(utts) - 1))]
+    e = [i for i in range(len(utts)) if i != t][
+        int(rng.integers(len(utts) - 1))
+    ]
     return spk, utts[t], other[int(rng.integers(len(other)))], utts[e]
 
 
@@ -198,21 +86,39 @@ def _mixtures(config, split, rows, audio, partial, final):
     for utt, _, path, spk in rows:
         by_spk.setdefault(spk, []).append((utt, path))
     for m in range(config[f"n_{split}_mixtures"]):
-        rng = np.random.default_rng((14, config["seed"], SPLITS.index(split), m))
+        rng = np.random.default_rng(
+            (14, config["seed"], SPLITS.index(split), m)
+        )
         spk, target, interf, enroll = _draw_mixture(rng, by_spk)
         snr = float(rng.uniform(*config["snr_range"]))
-        noise_db, color = float(rng.uniform(*NOISE_DB)), ("white", "pink")[int(rng.integers(2))]
+        noise_db, color = (
+            float(rng.uniform(*NOISE_DB)),
+            ("white", "pink")[int(rng.integers(2))],
+        )
         n = min(len(audio[target[0]]), len(audio[interf[0]]))
         noise = colored_noise(n, rng, color) if config["noise"] else None
         noise_db = noise_db if config["noise"] else None
         t_wav, i_wav = audio[target[0]][:n], audio[interf[0]][:n]
         mix, tgt = mix_at_snr(t_wav, i_wav, snr, noise, noise_db, peak=MIX_PEAK)
         mid = f"{split}_{m:04d}"
-        rels = [os.path.join("mixtures", split, kind, mid + ".wav") for kind in ("mix", "target")]
+        rels = [
+            os.path.join("mixtures", split, kind, mid + ".wav")
+            for kind in ("mix", "target")
+        ]
         for rel, wav in zip(rels, (mix, tgt)):
             _write_wav(os.path.join(partial, rel), wav, sr)
         paths = [os.path.join(final, rel) for rel in rels]
-        out.append([mid, f"{n / sr:.4f}", *paths, enroll[1], interf[1], spk, f"{snr:.3f}"])
+        out.append(
+            [
+                mid,
+                f"{n / sr:.4f}",
+                *paths,
+                enroll[1],
+                interf[1],
+                spk,
+                f"{snr:.3f}",
+            ]
+        )
     return out
 
 
@@ -229,7 +135,9 @@ def _digest(folder):
         dirnames.sort()
         for name in sorted(f for f in files if f.endswith(".wav")):
             path = os.path.join(dirpath, name)
-            total.update(os.path.relpath(path, folder).replace(os.sep, "/").encode())
+            total.update(
+                os.path.relpath(path, folder).replace(os.sep, "/").encode()
+            )
             with open(path, "rb") as f:
                 total.update(hashlib.sha256(f.read()).digest())
     return total.hexdigest()
@@ -246,7 +154,9 @@ def _generate(config, final):
     os.makedirs(partial)
     rows, audio, info = _synthesise_all(config, partial, final)
     for split in SPLITS:
-        _write_csv(os.path.join(partial, f"{split}_utts.csv"), UTT_HEADER, rows[split])
+        _write_csv(
+            os.path.join(partial, f"{split}_utts.csv"), UTT_HEADER, rows[split]
+        )
     for split in ("valid", "test"):
         mixes = _mixtures(config, split, rows[split], audio, partial, final)
         _write_csv(os.path.join(partial, f"{split}.csv"), MIX_HEADER, mixes)
@@ -278,10 +188,14 @@ def _config(seed, sample_rate, snr_range, noise, **counts):
     }
     config.update({k: int(v) for k, v in counts.items()})
     if config["utterances_per_speaker"] < 2:
-        raise ValueError("utterances_per_speaker must be at least 2 (enrollment != target)")
+        raise ValueError(
+            "utterances_per_speaker must be at least 2 (enrollment != target)"
+        )
     for split in SPLITS:
         if config[f"n_{split}_speakers"] < 2:
-            raise ValueError(f"n_{split}_speakers must be at least 2 (target and interferer)")
+            raise ValueError(
+                f"n_{split}_speakers must be at least 2 (target and interferer)"
+            )
     return config
 
 
@@ -298,7 +212,10 @@ def _relocate(root, manifest):
     manifest["root"] = root
     with open(os.path.join(root, "manifest.json.tmp"), "w") as f:
         json.dump(manifest, f, indent=1, sort_keys=True)
-    os.replace(os.path.join(root, "manifest.json.tmp"), os.path.join(root, "manifest.json"))
+    os.replace(
+        os.path.join(root, "manifest.json.tmp"),
+        os.path.join(root, "manifest.json"),
+    )
 
 
 def _read_manifest(root):
@@ -312,16 +229,22 @@ def _read_manifest(root):
 def _run_worker(config, root):
     """Generates the corpus in one fresh Python process (bit-exact eSpeak output)."""
     shutil.rmtree(root + ".partial", ignore_errors=True)
-    package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    package_parent = os.path.dirname(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    )
     python_path = [package_parent] + [
         p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p
     ]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(python_path))
     cmd = [sys.executable, "-m", MODULE, "--worker", json.dumps(config), root]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        cmd, env=env, capture_output=True, text=True, check=False
+    )
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise RuntimeError(f"SynthSpeakers generation failed (exit {proc.returncode}): {last}")
+        raise RuntimeError(
+            f"SynthSpeakers generation failed (exit {proc.returncode}): {last}"
+        )
 
 
 def prepare_synth_speakers(
@@ -379,13 +302,22 @@ def prepare_synth_speakers(
     """
     options = dict(locals())
     config = _config(**{k: v for k, v in options.items() if k != "data_folder"})
-    key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:8]
-    root = os.path.join(os.path.abspath(data_folder), f"SynthSpeakers_seed{seed}_{key}")
+    key = hashlib.sha256(
+        json.dumps(config, sort_keys=True).encode()
+    ).hexdigest()[:8]
+    root = os.path.join(
+        os.path.abspath(data_folder), f"SynthSpeakers_seed{seed}_{key}"
+    )
     paths = {f"{s}_utts": os.path.join(root, f"{s}_utts.csv") for s in SPLITS}
-    paths.update(valid=os.path.join(root, "valid.csv"), test=os.path.join(root, "test.csv"))
+    paths.update(
+        valid=os.path.join(root, "valid.csv"),
+        test=os.path.join(root, "test.csv"),
+    )
     manifest = _read_manifest(root)
     if manifest is not None and manifest.get("config") != config:
-        raise RuntimeError(f"{root} holds SynthSpeakers of another config; delete the folder")
+        raise RuntimeError(
+            f"{root} holds SynthSpeakers of another config; delete the folder"
+        )
     if manifest is not None and all(os.path.isfile(p) for p in paths.values()):
         if manifest["root"] != root:
             _relocate(root, manifest)
@@ -406,16 +338,32 @@ def main(argv=None):
 
     Makes the default corpus (``--seed`` to change the seed) and prints the CSV paths.
     The default corpus takes about 20 s; ``tests/test_synth_speakers.py`` runs tiny ones.
+
+    Arguments
+    ---------
+    argv : list of str, optional
+        The arguments (default: ``sys.argv[1:]``).
     """
-    parser = argparse.ArgumentParser(description="Make the SynthSpeakers corpus.")
+    parser = argparse.ArgumentParser(
+        description="Make the SynthSpeakers corpus."
+    )
     parser.add_argument("data_folder")
     parser.add_argument("--seed", type=int, default=1234)
-    parser.add_argument("--worker", metavar="CONFIG_JSON", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--worker", metavar="CONFIG_JSON", help=argparse.SUPPRESS
+    )
     args = parser.parse_args(argv)
-    if args.worker:  # internal: one fresh process makes the corpus in DATA_FOLDER (the root)
+    if (
+        args.worker
+    ):  # internal: one fresh process makes the corpus in DATA_FOLDER (the root)
         _generate(json.loads(args.worker), os.path.abspath(args.data_folder))
     else:
-        print(json.dumps(prepare_synth_speakers(args.data_folder, seed=args.seed), indent=1))
+        print(
+            json.dumps(
+                prepare_synth_speakers(args.data_folder, seed=args.seed),
+                indent=1,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -21,8 +21,9 @@ import logging
 import os
 
 import soundfile
-import speechbrain as sb
 import torch
+
+import speechbrain as sb
 from speechbrain.dataio.dataio import read_audio
 
 logger = logging.getLogger(__name__)
@@ -31,9 +32,21 @@ logger = logging.getLogger(__name__)
 def audio_columns(fieldnames):
     """The columns of a CSV header that hold audio files.
 
+    Arguments
+    ---------
+    fieldnames : list of str
+        The header.
+
+    Returns
+    -------
+    list of str
+        The ``wav`` and ``*_wav`` columns, in header order.
+
     Example
     -------
-    >>> audio_columns(["ID", "duration", "mix_wav", "target_wav", "labels", "wav"])
+    >>> audio_columns(
+    ...     ["ID", "duration", "mix_wav", "target_wav", "labels", "wav"]
+    ... )
     ['mix_wav', 'target_wav', 'wav']
     """
     return [c for c in fieldnames if c == "wav" or c.endswith("_wav")]
@@ -41,6 +54,18 @@ def audio_columns(fieldnames):
 
 def check_audio_file(path, sample_rate=None):
     """Returns ``None`` if ``path`` is a readable mono audio file at ``sample_rate``, else why not.
+
+    Arguments
+    ---------
+    path : str
+        The audio file.
+    sample_rate : int, optional
+        The rate it must have; any when None.
+
+    Returns
+    -------
+    str or None
+        The problem (e.g. ``'missing file'``), or None.
 
     Example
     -------
@@ -51,18 +76,24 @@ def check_audio_file(path, sample_rate=None):
         return "missing file"
     try:
         info = soundfile.info(path)
-    except Exception as error:  # soundfile raises several types for broken files
-        return "corrupt or unreadable audio ({})".format(str(error).splitlines()[0])
+    except (
+        Exception
+    ) as error:  # soundfile raises several types for broken files
+        return f"corrupt or unreadable audio ({str(error).splitlines()[0]})"
     if info.frames == 0:
         return "empty audio"
     if info.channels != 1:
         return f"{info.channels} channels, expected mono"
     if sample_rate is not None and info.samplerate != sample_rate:
-        return f"wrong sample rate {info.samplerate} Hz, expected {sample_rate} Hz"
+        return (
+            f"wrong sample rate {info.samplerate} Hz, expected {sample_rate} Hz"
+        )
     return None
 
 
-def check_csv(csv_path, sample_rate=None, skip_bad_files=False, replacements=None):
+def check_csv(
+    csv_path, sample_rate=None, skip_bad_files=False, replacements=None
+):
     """Checks every audio file of a CSV before training.
 
     Arguments
@@ -123,6 +154,16 @@ def check_csv(csv_path, sample_rate=None, skip_bad_files=False, replacements=Non
 def vector_from_text(text):
     """A clue vector written in a CSV cell as space-separated numbers (e.g. a multi-hot).
 
+    Arguments
+    ---------
+    text : str
+        The cell.
+
+    Returns
+    -------
+    torch.Tensor
+        ``[K]`` float vector.
+
     Example
     -------
     >>> vector_from_text("0 1 0 1")
@@ -162,7 +203,9 @@ def interferer_enrollments(rows, utterances_csv, seed=0):
     -------
     >>> import tempfile
     >>> path = os.path.join(tempfile.mkdtemp(), "utts.csv")
-    >>> _ = open(path, "w").write("ID,duration,wav,spk_id\\na,1,a.wav,s1\\nb,1,b.wav,s1\\nc,1,c.wav,s2\\n")
+    >>> _ = open(path, "w").write(
+    ...     "ID,duration,wav,spk_id\\na,1,a.wav,s1\\nb,1,b.wav,s1\\nc,1,c.wav,s2\\n"
+    ... )
     >>> interferer_enrollments({"m": {"interf_wav": "a.wav"}}, path)
     {'m': 'b.wav'}
     """
@@ -177,10 +220,14 @@ def interferer_enrollments(rows, utterances_csv, seed=0):
     for key in sorted(rows):
         interf = rows[key].get("interf_wav")
         if interf not in speaker_of:
-            raise ValueError(f"{utterances_csv}: the interferer {interf} of row {key} is not listed")
+            raise ValueError(
+                f"{utterances_csv}: the interferer {interf} of row {key} is not listed"
+            )
         others = [w for w in by_speaker[speaker_of[interf]] if w != interf]
         if not others:
-            raise ValueError(f"{utterances_csv}: the interferer of row {key} has no other utterance")
+            raise ValueError(
+                f"{utterances_csv}: the interferer of row {key} has no other utterance"
+            )
         chosen[key] = others[int(rng.integers(len(others)))]
     return chosen
 
@@ -227,41 +274,71 @@ def mixture_dataset(
     >>> from speechbrain.dataio.dataio import write_audio
     >>> folder = tempfile.mkdtemp()
     >>> for name in ("m", "t", "e"):
-    ...     write_audio(os.path.join(folder, name + ".wav"), 0.1 * torch.randn(800), 8000)
+    ...     write_audio(
+    ...         os.path.join(folder, name + ".wav"),
+    ...         0.1 * torch.randn(800),
+    ...         8000,
+    ...     )
     >>> path = os.path.join(folder, "valid.csv")
-    >>> _ = open(path, "w").write("ID,duration,mix_wav,target_wav,enroll_wav\\n"
-    ...     "x,0.1,$root/m.wav,$root/t.wav,$root/e.wav\\n")
+    >>> _ = open(path, "w").write(
+    ...     "ID,duration,mix_wav,target_wav,enroll_wav\\n"
+    ...     "x,0.1,$root/m.wav,$root/t.wav,$root/e.wav\\n"
+    ... )
     >>> item = mixture_dataset(path, replacements={"root": folder})[0]
     >>> sorted(item), item["mix_sig"].shape
     (['enroll_sig', 'id', 'mix_sig', 'target_sig'], torch.Size([800]))
     """
-    data = sb.dataio.dataio.load_data_csv(csv_path, replacements=replacements or {})
+    data = sb.dataio.dataio.load_data_csv(
+        csv_path, replacements=replacements or {}
+    )
     for key in exclude:
         data.pop(key, None)
     if not data:
         raise ValueError(f"{csv_path}: no usable rows")
     keys = ["id", "mix_sig", "target_sig", clue]
     if interferer_utterances is not None:
-        for key, path in interferer_enrollments(data, interferer_utterances).items():
+        for key, path in interferer_enrollments(
+            data, interferer_utterances
+        ).items():
             data[key]["interf_enroll_wav"] = path
         keys.append("interf_enroll_sig")
     dataset = sb.dataio.dataset.DynamicItemDataset(data)
     if interferer_utterances is not None:
-        dataset.add_dynamic_item(read_audio, takes="interf_enroll_wav", provides="interf_enroll_sig")
+        dataset.add_dynamic_item(
+            read_audio, takes="interf_enroll_wav", provides="interf_enroll_sig"
+        )
 
     @sb.utils.data_pipeline.takes("mix_wav", "target_wav")
     @sb.utils.data_pipeline.provides("mix_sig", "target_sig")
     def audio_pipeline(mix_wav, target_wav):
+        """Reads the mixture and the target (SpeechBrain dynamic item).
+
+        Arguments
+        ---------
+        mix_wav, target_wav : str
+            The two files.
+
+        Yields
+        ------
+        mix_sig, target_sig : torch.Tensor
+            The two signals.
+        """
         yield read_audio(mix_wav)
         yield read_audio(target_wav)
 
     dataset.add_dynamic_item(audio_pipeline)
     if clue == "enroll_sig":
-        dataset.add_dynamic_item(read_audio, takes="enroll_wav", provides="enroll_sig")
+        dataset.add_dynamic_item(
+            read_audio, takes="enroll_wav", provides="enroll_sig"
+        )
     elif clue == "label":
         if labels_to_clue is None:
-            raise ValueError("clue 'label' needs labels_to_clue (e.g. synth_events.labels_to_multihot)")
-        dataset.add_dynamic_item(labels_to_clue, takes=label_column, provides="label")
+            raise ValueError(
+                "clue 'label' needs labels_to_clue (e.g. synth_events.labels_to_multihot)"
+            )
+        dataset.add_dynamic_item(
+            labels_to_clue, takes=label_column, provides="label"
+        )
     else:
         raise ValueError(f"unknown clue {clue!r}; use 'enroll_sig' or 'label'")
     dataset.set_output_keys(keys)

@@ -44,24 +44,48 @@ UQM_ZIP = "/usr/share/games/uqm/content/addons/uqm-0.8.0-voice.uqm"
 
 # Drascula's English speech files (*.ALS): the prefix names the character. "D" mixes several
 # voices and "S" holds effects; both are left out.
-DRASCULA_VOICES = {"": "john", "VB": "vonbraun", "BJ": "bj", "L": "werewolf", "I": "igor",
-                   "T": "bartender", "E": "e", "B": "drunk", "P": "pianist"}
+DRASCULA_VOICES = {
+    "": "john",
+    "VB": "vonbraun",
+    "BJ": "bj",
+    "L": "werewolf",
+    "I": "igor",
+    "T": "bartender",
+    "E": "e",
+    "B": "drunk",
+    "P": "pianist",
+}
 # uqm-voice folders with natural-sounding voices, and the folder each one's speaker is named by
 # (one actor or one character in several folders). chmmr, probe, kohrah, urquan, melnorme,
 # ilwrath, umgah, shofixti (effects), zoqfotpik (several voices in one line), arilou and mycon
 # (processed) are left out.
-UQM_VOICES = {"commander": "starbase", "starbase": "starbase", "pkunk": "pkunk",
-              "utwig": "utwig", "thraddash": "thraddash", "orz": "orz", "spathi": "spathi",
-              "syreen": "syreen", "druuge": "druuge", "slylandro": "slylandro",
-              "talkingpet": "talkingpet", "safeones": "safeones", "vux": "vux",
-              "supox": "supox", "yehat": "yehat", "yehatrebels": "yehat"}
+UQM_VOICES = {
+    "commander": "starbase",
+    "starbase": "starbase",
+    "pkunk": "pkunk",
+    "utwig": "utwig",
+    "thraddash": "thraddash",
+    "orz": "orz",
+    "spathi": "spathi",
+    "syreen": "syreen",
+    "druuge": "druuge",
+    "slylandro": "slylandro",
+    "talkingpet": "talkingpet",
+    "safeones": "safeones",
+    "vux": "vux",
+    "supox": "supox",
+    "yehat": "yehat",
+    "yehatrebels": "yehat",
+}
 
 
 def _decode(data):
     """Samples and rate of an Ogg Vorbis or MP3 file given as bytes (libsndfile)."""
     import soundfile
 
-    wav, rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    wav, rate = soundfile.read(
+        io.BytesIO(data), dtype="float32", always_2d=True
+    )
     return wav.mean(axis=1), rate
 
 
@@ -75,6 +99,17 @@ def fillets(language):
 
     File names are ``<level>-<m|v|x>-<line>.ogg``: ``m`` the small fish, ``v`` the big fish,
     ``x`` other characters and effects (left out).
+
+    Arguments
+    ---------
+    language : str
+        ``cs`` or ``nl``.
+
+    Returns
+    -------
+    list of tuple
+        ``(speaker, key, load)`` recordings (see the module docstring); empty when not
+        installed.
     """
     items = []
     if not os.path.isdir(FILLETS_SOUND):
@@ -88,14 +123,29 @@ def fillets(language):
             if match:
                 path = os.path.join(folder, name)
                 voice = {"m": "small", "v": "big"}[match.group(1)]
-                items.append((f"fillets_{language}_{voice}", f"{level}/{name}",
-                              lambda p=path: _decode(_read_file(p))))
+                items.append(
+                    (
+                        f"fillets_{language}_{voice}",
+                        f"{level}/{name}",
+                        lambda p=path: _decode(_read_file(p)),
+                    )
+                )
     return items
 
 
 def drascula_raw(data):
     """Drascula's speech: unsigned 8-bit at 11025 Hz after a 32-byte header, the last 64 bytes
     not audio.
+
+    Arguments
+    ---------
+    data : bytes
+        The bytes of one speech file.
+
+    Returns
+    -------
+    tuple
+        float32 samples in [-1, 1) and the rate, 11025.
 
     Example
     -------
@@ -108,7 +158,14 @@ def drascula_raw(data):
 
 
 def drascula():
-    """Drascula's English speech files, by character prefix (``DRASCULA_VOICES``)."""
+    """Drascula's English speech files, by character prefix (``DRASCULA_VOICES``).
+
+    Returns
+    -------
+    list of tuple
+        ``(speaker, key, load)`` recordings (see the module docstring); empty when not
+        installed.
+    """
     items = []
     if not os.path.isdir(DRASCULA_DIR):
         return items
@@ -116,8 +173,13 @@ def drascula():
         match = re.match(r"^([A-Z]*)(\d+)\.ALS$", name)
         if match and match.group(1) in DRASCULA_VOICES:
             path = os.path.join(DRASCULA_DIR, name)
-            items.append((f"drascula_{DRASCULA_VOICES[match.group(1)]}", name,
-                          lambda p=path: drascula_raw(_read_file(p))))
+            items.append(
+                (
+                    f"drascula_{DRASCULA_VOICES[match.group(1)]}",
+                    name,
+                    lambda p=path: drascula_raw(_read_file(p)),
+                )
+            )
     return items
 
 
@@ -126,14 +188,28 @@ def fotaq_table(data):
     ``[(name, offset, size)]``. Header: ``QTBL``, a 5-byte version, 4 bytes of flags, a
     big-endian uint16 count, then 21-byte entries (12-byte name, bundle, offset, size).
 
+    Arguments
+    ---------
+    data : bytes
+        The whole ``queen.1c`` (a ``ValueError`` without the ``QTBL`` header).
+
+    Returns
+    -------
+    list of tuple
+        ``(name, offset, size)`` of every file.
+
     Example
     -------
     >>> head = b"QTBL" + b"CEM10" + bytes(4) + struct.pack(">H", 1)
-    >>> fotaq_table(head + b"020006J1.SB\\0" + b"\\1" + struct.pack(">II", 40, 7))
+    >>> fotaq_table(
+    ...     head + b"020006J1.SB\\0" + b"\\1" + struct.pack(">II", 40, 7)
+    ... )
     [('020006J1.SB', 40, 7)]
     """
     if data[:4] != b"QTBL":
-        raise ValueError("not a compressed Flight of the Amazon Queen data file (no QTBL)")
+        raise ValueError(
+            "not a compressed Flight of the Amazon Queen data file (no QTBL)"
+        )
     (count,) = struct.unpack(">H", data[13:15])
     table, pos = [], 15
     for _ in range(count):
@@ -152,6 +228,12 @@ def fotaq():
     ``(room, Pn)`` (a character met in several rooms becomes several speaker IDs, so this
     source is for training only). Cut-scene lines (a digit or ``S`` in place of the letter)
     do not say who speaks and are left out.
+
+    Returns
+    -------
+    list of tuple
+        ``(speaker, key, load)`` recordings (see the module docstring); empty when not
+        installed.
     """
     if not os.path.isfile(FOTAQ_FILE):
         return []
@@ -164,12 +246,21 @@ def fotaq():
             continue
         room, who, k = match.groups()
         speaker = "fotaq_joe" if who == "J" else f"fotaq_r{room}p{k}"
-        items.append((speaker, name, lambda o=offset, s=size: _decode(data[o : o + s])))
+        items.append(
+            (speaker, name, lambda o=offset, s=size: _decode(data[o : o + s]))
+        )
     return items
 
 
 def uqm():
-    """The Ur-Quan Masters' 3DO voices (Ogg files in one zip), natural-sounding folders only."""
+    """The Ur-Quan Masters' 3DO voices (Ogg files in one zip), natural-sounding folders only.
+
+    Returns
+    -------
+    list of tuple
+        ``(speaker, key, load)`` recordings (see the module docstring); empty when not
+        installed.
+    """
     if not os.path.isfile(UQM_ZIP):
         return []
     archive = zipfile.ZipFile(UQM_ZIP)
@@ -177,18 +268,42 @@ def uqm():
     for name in sorted(archive.namelist()):
         parts = name.split("/")
         if len(parts) == 3 and parts[1] in UQM_VOICES and name.endswith(".ogg"):
-            items.append((f"uqm_{UQM_VOICES[parts[1]]}", name,
-                          lambda n=name: _decode(archive.read(n))))
+            items.append(
+                (
+                    f"uqm_{UQM_VOICES[parts[1]]}",
+                    name,
+                    lambda n=name: _decode(archive.read(n)),
+                )
+            )
     return items
 
 
 # source -> (Debian package, section, licence, reader)
 SOURCES = {
-    "fillets_cs": ("fillets-ng-data-cs", "main", "GPL-2", lambda: fillets("cs")),
-    "fillets_nl": ("fillets-ng-data-nl", "main", "GPL-2", lambda: fillets("nl")),
-    "drascula": ("drascula", "main", "freeware (Drascula licence, keep its readme)", drascula),
-    "fotaq": ("flight-of-the-amazon-queen", "main", "freeware (FOTAQ licence, keep its readme)",
-              fotaq),
+    "fillets_cs": (
+        "fillets-ng-data-cs",
+        "main",
+        "GPL-2",
+        lambda: fillets("cs"),
+    ),
+    "fillets_nl": (
+        "fillets-ng-data-nl",
+        "main",
+        "GPL-2",
+        lambda: fillets("nl"),
+    ),
+    "drascula": (
+        "drascula",
+        "main",
+        "freeware (Drascula licence, keep its readme)",
+        drascula,
+    ),
+    "fotaq": (
+        "flight-of-the-amazon-queen",
+        "main",
+        "freeware (FOTAQ licence, keep its readme)",
+        fotaq,
+    ),
     "uqm": ("uqm-voice", "non-free", "CC BY-NC-SA 2.5 (non-commercial)", uqm),
 }
 
@@ -196,15 +311,33 @@ SOURCES = {
 def package_version(package):
     """The installed Debian version of ``package``, or None when it is not installed.
 
+    Arguments
+    ---------
+    package : str
+        The Debian package name.
+
+    Returns
+    -------
+    str or None
+        The version (None also off Debian, without ``dpkg-query``).
+
     Example
     -------
     >>> package_version("no-such-package-of-this-name") is None
     True
     """
     try:
-        out = subprocess.run(["dpkg-query", "-W", "-f=${Status}|${Version}", package],
-                             capture_output=True, text=True, check=False)
+        out = subprocess.run(
+            ["dpkg-query", "-W", "-f=${Status}|${Version}", package],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
     except OSError:  # not a Debian system
         return None
     status, _, version = out.stdout.partition("|")
-    return version if out.returncode == 0 and status.endswith("installed") else None
+    return (
+        version
+        if out.returncode == 0 and status.endswith("installed")
+        else None
+    )

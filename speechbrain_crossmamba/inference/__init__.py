@@ -1,3 +1,3 @@
 """Pretrained interfaces: target speaker / sound extraction."""
 
-from speechbrain_crossmamba.inference.extraction import TargetSpeakerExtraction  # noqa: F401
+from speechbrain_crossmamba.inference.extraction import TargetSpeakerExtraction

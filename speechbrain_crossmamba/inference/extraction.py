@@ -1,4 +1,4 @@
-"""Pretrained target extraction: ``TargetSpeakerExtraction.from_hparams(source=...)``.
+"""Pretrained target extraction: ``TargetSpeakerExtraction.from_hparams(source)``.
 
 One class serves both clue kinds: a speaker model takes an enrollment utterance, a label model
 (``clue_variant: label`` in its ``hyperparams.yaml``, with ``classes``) takes class names.
@@ -12,6 +12,7 @@ import os
 
 import soundfile
 import torch
+
 from speechbrain.inference.interfaces import Pretrained
 
 logger = logging.getLogger(__name__)
@@ -28,11 +29,19 @@ class TargetSpeakerExtraction(Pretrained):
     >>> import tempfile
     >>> from hyperpyyaml import load_hyperpyyaml
     >>> from speechbrain_crossmamba.export import export_pretrained
-    >>> hp = load_hyperpyyaml(open("hparams/models/tse.yaml"), {"N": 16, "num_layers": 1})
+    >>> hp = load_hyperpyyaml(
+    ...     open("hparams/models/tse.yaml"), {"N": 16, "num_layers": 1}
+    ... )
     >>> folder = tempfile.mkdtemp()
-    >>> export_pretrained(hp["extractor"], hp, "hparams/models/tse.yaml", folder)
-    >>> model = TargetSpeakerExtraction.from_hparams(source=folder, savedir=folder)
-    >>> model.extract_batch(torch.randn(2, 8000), clue=torch.randn(2, 8000)).shape
+    >>> export_pretrained(
+    ...     hp["extractor"], hp, "hparams/models/tse.yaml", folder
+    ... )
+    >>> model = TargetSpeakerExtraction.from_hparams(
+    ...     source=folder, savedir=folder
+    ... )
+    >>> model.extract_batch(
+    ...     torch.randn(2, 8000), clue=torch.randn(2, 8000)
+    ... ).shape
     torch.Size([2, 8000])
     """
 
@@ -46,6 +55,20 @@ class TargetSpeakerExtraction(Pretrained):
 
         A source that looks like a path (starts with ``/``, ``.`` or ``~``, or exists) must be
         a folder holding ``hparams_file``; anything else is treated as a hub id.
+
+        Arguments
+        ---------
+        source : str
+            A pretrained folder or a hub id.
+        hparams_file : str
+            The hyperparameter file in it.
+        **kwargs
+            Passed to SpeechBrain's ``from_hparams`` (e.g. ``savedir``, ``run_opts``).
+
+        Returns
+        -------
+        TargetSpeakerExtraction
+            The loaded model.
         """
         source = str(source)
         if source.startswith(("/", ".", "~")) or os.path.exists(source):
@@ -53,13 +76,21 @@ class TargetSpeakerExtraction(Pretrained):
             if not os.path.isdir(folder):
                 raise FileNotFoundError(f"model folder not found: {source}")
             if not os.path.isfile(os.path.join(folder, hparams_file)):
-                raise FileNotFoundError(f"no {hparams_file} in model folder {source}")
+                raise FileNotFoundError(
+                    f"no {hparams_file} in model folder {source}"
+                )
             source = os.path.abspath(folder)
             kwargs.setdefault("savedir", source)
-        model = super().from_hparams(source, hparams_file=hparams_file, **kwargs)
-        missing = [name for name in cls.MODULES_NEEDED if name not in model.mods]
+        model = super().from_hparams(
+            source, hparams_file=hparams_file, **kwargs
+        )
+        missing = [
+            name for name in cls.MODULES_NEEDED if name not in model.mods
+        ]
         if missing:
-            raise ValueError(f"{source}: hyperparams.yaml lacks modules {missing}")
+            raise ValueError(
+                f"{source}: hyperparams.yaml lacks modules {missing}"
+            )
         return model
 
     @property
@@ -73,36 +104,72 @@ class TargetSpeakerExtraction(Pretrained):
         return getattr(self.hparams, "clue_variant", "enrollment") == "label"
 
     def labels_to_clue(self, labels):
-        """Class names (a list or a space-separated string) to a multi-hot ``[1, K]`` clue."""
-        from speechbrain_crossmamba.dataio.synth_events import labels_to_multihot
+        """Class names to the multi-hot clue of a label model.
+
+        Arguments
+        ---------
+        labels : list of str or str
+            Class names (a list or a space-separated string).
+
+        Returns
+        -------
+        torch.Tensor
+            ``[1, K]`` multi-hot clue.
+        """
+        from speechbrain_crossmamba.dataio.synth_events import (
+            labels_to_multihot,
+        )
 
         classes = getattr(self.hparams, "classes", None)
         if not classes:
-            raise ValueError("this label model has no class names in its hyperparams.yaml")
+            raise ValueError(
+                "this label model has no class names in its hyperparams.yaml"
+            )
         return labels_to_multihot(labels, classes)[None]
 
     def extract_batch(self, mix, mix_lens=None, clue=None, clue_lens=None):
-        """Extracts the targets of a batch: ``mix`` [B, T] at the model's rate -> [B, T].
+        """Extracts the targets of a batch at the model's rate.
 
-        ``clue`` is an enrollment batch [B, Te] (with ``clue_lens``) or a label clue [B, K].
         int16 arrays are scaled to [-1, 1); float64 becomes float32; integer label indices stay.
+
+        Arguments
+        ---------
+        mix : torch.Tensor or numpy.ndarray
+            Mixtures [B, T] (or one, [T]).
+        mix_lens : torch.Tensor, optional
+            Relative lengths (B,).
+        clue : torch.Tensor or numpy.ndarray
+            An enrollment batch [B, T_e] or a label clue [B, K].
+        clue_lens : torch.Tensor, optional
+            Relative lengths of the enrollments (B,).
+
+        Returns
+        -------
+        torch.Tensor
+            The estimates [B, T], on the CPU.
         """
         if clue is None:
-            raise ValueError("no clue given: pass an enrollment (or labels for a label model)")
+            raise ValueError(
+                "no clue given: pass an enrollment (or labels for a label model)"
+            )
         mix, clue = _as_float(mix, "mixture"), _as_float(clue, "clue")
         mix = mix[None] if mix.dim() == 1 else mix
         clue = clue[None] if clue.dim() == 1 else clue
         if mix.shape[-1] <= round(self.window_seconds * self.sample_rate):
             return self._run(mix, mix_lens, clue, clue_lens)
         if mix_lens is not None and bool((mix_lens < 1).any()):
-            raise ValueError("long inputs are windowed one length at a time: pass equal lengths")
+            raise ValueError(
+                "long inputs are windowed one length at a time: pass equal lengths"
+            )
         return self._windowed(mix, clue, clue_lens)
 
     def _run(self, mix, mix_lens, clue, clue_lens):
         with torch.no_grad():
             dev = self.device
-            move = (lambda t: None if t is None else t.to(dev))  # noqa: E731
-            out = self.mods.extractor(move(mix), move(clue), move(mix_lens), move(clue_lens))
+            move = lambda t: None if t is None else t.to(dev)  # noqa: E731
+            out = self.mods.extractor(
+                move(mix), move(clue), move(mix_lens), move(clue_lens)
+            )
         return out.float().cpu()
 
     def _windowed(self, mix, clue, clue_lens):
@@ -114,7 +181,11 @@ class TargetSpeakerExtraction(Pretrained):
         starts[-1] = max(T - win, 0)  # the last window ends at T
         out = torch.zeros(mix.shape[0], T)
         weight = torch.zeros(T)
-        ramp = torch.hann_window(2 * fade, periodic=False)[:fade] if fade else torch.ones(0)
+        ramp = (
+            torch.hann_window(2 * fade, periodic=False)[:fade]
+            if fade
+            else torch.ones(0)
+        )
         for i, s in enumerate(starts):
             piece = self._run(mix[:, s : s + win], None, clue, clue_lens)
             w = torch.ones(piece.shape[-1])
@@ -127,35 +198,90 @@ class TargetSpeakerExtraction(Pretrained):
         return out / weight.clamp(min=1e-8)
 
     def load_audio(self, path, name="mixture"):
-        """Reads any-rate, any-channel audio as mono at the model's rate ([T] float32)."""
+        """Reads any-rate, any-channel audio as mono at the model's rate.
+
+        Arguments
+        ---------
+        path : str
+            The audio file.
+        name : str
+            What it is, used in error messages.
+
+        Returns
+        -------
+        torch.Tensor
+            ``[T]`` float32.
+        """
         return read_audio(path, self.sample_rate, name)
 
-    def extract_file(self, mixture_path, enrollment_path=None, label=None, savedir=None):
+    def extract_file(
+        self, mixture_path, enrollment_path=None, label=None, savedir=None
+    ):
         """Extracts the target from a file; returns [T] at the model's rate.
 
         Give ``enrollment_path`` to an enrollment model, ``label`` (names) to a label model.
         With ``savedir``, also writes ``<savedir>/<mixture name>_estimate.wav``.
+
+        Arguments
+        ---------
+        mixture_path : str
+            The mixture file (any rate and channel count).
+        enrollment_path : str, optional
+            Enrollment of the target speaker.
+        label : list of str or str, optional
+            Class names of the target.
+        savedir : str, optional
+            Folder to write the estimate to.
+
+        Returns
+        -------
+        torch.Tensor
+            The estimate [T].
         """
         clue = self.make_clue(enrollment_path, label)
-        estimate = self.extract_batch(self.load_audio(mixture_path)[None], None, clue)[0]
+        estimate = self.extract_batch(
+            self.load_audio(mixture_path)[None], None, clue
+        )[0]
         if savedir is not None:
             from speechbrain_crossmamba.evaluation import write_wav
 
             os.makedirs(savedir, exist_ok=True)
-            name = os.path.splitext(os.path.basename(mixture_path))[0] + "_estimate.wav"
+            name = (
+                os.path.splitext(os.path.basename(mixture_path))[0]
+                + "_estimate.wav"
+            )
             write_wav(os.path.join(savedir, name), estimate, self.sample_rate)
         return estimate
 
     def make_clue(self, enrollment_path=None, label=None):
-        """The model's clue batch ``[1, ...]`` from an enrollment file or class names (one of them)."""
+        """The model's clue batch of one, from an enrollment file or class names (one of them).
+
+        Arguments
+        ---------
+        enrollment_path : str, optional
+            Enrollment file, for an enrollment model.
+        label : list of str or str, optional
+            Class names, for a label model.
+
+        Returns
+        -------
+        torch.Tensor
+            ``[1, T_e]`` enrollment or ``[1, K]`` multi-hot.
+        """
         if enrollment_path is not None and label is not None:
-            raise ValueError("give one clue: an enrollment or a label, not both")
+            raise ValueError(
+                "give one clue: an enrollment or a label, not both"
+            )
         if self.label_clue:
             if label is None:
-                raise ValueError("this model extracts by class label: pass label=<name(s)>")
+                raise ValueError(
+                    "this model extracts by class label: pass label=<name(s)>"
+                )
             return self.labels_to_clue(label)
         if enrollment_path is None:
-            raise ValueError("this model extracts by enrollment: pass enrollment_path")
+            raise ValueError(
+                "this model extracts by enrollment: pass enrollment_path"
+            )
         return self.load_audio(enrollment_path, "enrollment")[None]
 
     @property
@@ -172,7 +298,22 @@ class TargetSpeakerExtraction(Pretrained):
     def extract_stream(self, chunks, clue, clue_lens=None):
         """Extracts the target of a stream of mixture chunks (each [l] or [1, l], at the model's
         rate) given a clue batch of one (``make_clue``); yields output chunks on the CPU whose
-        concatenation equals :meth:`extract_batch` of the whole signal, up to float rounding."""
+        concatenation equals :meth:`extract_batch` of the whole signal, up to float rounding.
+
+        Arguments
+        ---------
+        chunks : iterable of torch.Tensor
+            The mixture chunks.
+        clue : torch.Tensor
+            The clue batch of one (see :meth:`make_clue`).
+        clue_lens : torch.Tensor, optional
+            Relative length of the enrollment.
+
+        Yields
+        ------
+        torch.Tensor
+            ``[1, l']`` output chunks on the CPU: one per input chunk, then the rest.
+        """
         extractor = self.streaming_extractor
         clue = _as_float(clue, "clue")
         clue = (clue[None] if clue.dim() == 1 else clue).to(self.device)
@@ -181,7 +322,18 @@ class TargetSpeakerExtraction(Pretrained):
             yield out.float().cpu()
 
     def forward(self, mix, clue, mix_lens=None, clue_lens=None):
-        """Same as :meth:`extract_batch`."""
+        """Same as :meth:`extract_batch`.
+
+        Arguments
+        ---------
+        mix, clue, mix_lens, clue_lens
+            Those of :meth:`extract_batch`.
+
+        Returns
+        -------
+        torch.Tensor
+            The estimates [B, T].
+        """
         return self.extract_batch(mix, mix_lens, clue, clue_lens)
 
 
@@ -199,18 +351,37 @@ def _as_float(x, name):
 
 def read_audio(path, sample_rate, name="mixture"):
     """Reads any-rate, any-channel audio as mono at ``sample_rate`` ([T] float32); a missing,
-    unreadable or empty file raises a one-line error naming it."""
+    unreadable or empty file raises a one-line error naming it.
+
+    Arguments
+    ---------
+    path : str
+        The audio file.
+    sample_rate : int
+        The rate to resample to.
+    name : str
+        What it is, used in error messages.
+
+    Returns
+    -------
+    torch.Tensor
+        ``[T]`` float32.
+    """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{name} file not found: {path}")
     try:
         data, rate = soundfile.read(path, dtype="float32", always_2d=True)
     except Exception as error:
-        raise ValueError(f"{name} file is not readable audio: {path} ({str(error).splitlines()[0]})")
+        raise ValueError(
+            f"{name} file is not readable audio: {path} ({str(error).splitlines()[0]})"
+        )
     if data.shape[0] == 0:
         raise ValueError(f"{name} file is empty: {path}")
     wav = torch.from_numpy(data.T.copy())
     if wav.shape[0] > 1:
-        logger.warning("%s has %d channels: downmixed to mono", path, wav.shape[0])
+        logger.warning(
+            "%s has %d channels: downmixed to mono", path, wav.shape[0]
+        )
     wav = wav.mean(0)
     if rate != sample_rate:
         import torchaudio

@@ -23,6 +23,9 @@ state and the later outputs are exactly those of :meth:`StreamingExtractor.forwa
 The graphs contain only standard ONNX operators: the selective scan is exported from the
 ``"torch"`` backend, never from a custom kernel.
 
+The modules that are traced, :class:`ChunkGraph` and :class:`ClueGraph`, are in
+:mod:`.onnx_graphs` and re-exported here.
+
 Authors
  * speechbrain-crossmamba contributors
 """
@@ -36,116 +39,18 @@ import os
 import warnings
 
 import torch
-import torch.nn as nn
 
+from speechbrain_crossmamba.inference.onnx_graphs import (  # noqa: F401
+    ChunkGraph,
+    ClueGraph,
+)
 from speechbrain_crossmamba.inference.onnx_stream import (
     METADATA_KEY,
     OnnxStreamingExtractor,
     require_onnx,
 )
-from speechbrain_crossmamba.nnet.clue import EnrollmentEncoder, LabelEncoder, VectorClue
 
 OPSET = 18
-
-
-class ChunkGraph(nn.Module):
-    """One chunk of a stream as a function of tensors only: the graph :func:`export_onnx` writes.
-
-    Arguments
-    ---------
-    extractor : StreamingExtractor
-        The model (eval mode).
-    chunk_samples : int
-        Samples per call: a positive multiple of the filterbank hop.
-
-    Example
-    -------
-    >>> from hyperpyyaml import load_hyperpyyaml
-    >>> hp = load_hyperpyyaml(open("hparams/models/streaming_tse.yaml"),
-    ...                       {"N": 8, "N_encoder": 8, "encoder_layers": 2, "decoder_layers": 1})
-    >>> model = hp["extractor"].eval()
-    >>> graph = ChunkGraph(model, 64)
-    >>> state = graph.initial_state()
-    >>> list(state)[:4], state["buffer"].shape
-    (['buffer', 'tail', 'frames', 'encoder0'], torch.Size([1, 8]))
-    >>> clue = model.encode_clue(torch.tensor([2]))
-    >>> out, *new = graph(torch.randn(1, 64), clue, *state.values())
-    >>> out.shape, len(new) == len(state)
-    (torch.Size([1, 64]), True)
-    """
-
-    def __init__(self, extractor, chunk_samples):
-        super().__init__()
-        self.extractor = extractor
-        kernel, hop = extractor.kernel, extractor.stride
-        if kernel % hop:
-            raise ValueError(f"cannot export: the filterbank kernel {kernel} is not a multiple of its hop {hop}")
-        if chunk_samples < hop or chunk_samples % hop:
-            raise ValueError(f"a chunk must be a positive multiple of the hop ({hop} samples), got {chunk_samples}")
-        self.chunk, self.overlap = chunk_samples, kernel - hop
-        self.frames, self.pad_frames = chunk_samples // hop, (kernel - hop) // hop
-        masknet = extractor.masknet.init_state(1, fixed=True)
-        self.names = ["buffer", "tail", "frames"] + [f"encoder{i}" for i in range(len(masknet["encoder"]))]
-        for i, (layer, state) in enumerate(zip(extractor.masknet.layers, masknet["layers"])):
-            self.names += [f"layer{i}.{name}" for name in layer.state_names[: len(state)]]
-        self._layer_sizes = [len(state) for state in masknet["layers"]]
-
-    def initial_state(self):
-        """The state before the first sample, by name, in the graph's input order (all zeros)."""
-        masknet = self.extractor.masknet.init_state(1, fixed=True)
-        zeros = torch.zeros(1, self.overlap)
-        flat = [zeros, zeros.clone(), torch.zeros(1, dtype=torch.long), *masknet["encoder"]]
-        flat += [t for state in masknet["layers"] for t in state]
-        return dict(zip(self.names, flat))
-
-    def forward(self, chunk, clue, *state):
-        buffer, tail, frames = state[:3]
-        n_enc = len(self.extractor.masknet.encoder.context)
-        layers, rest = [], list(state[3 + n_enc :])
-        for size in self._layer_sizes:
-            layers.append(tuple(rest[:size]))
-            rest = rest[size:]
-        window = torch.cat([buffer, chunk], dim=1)
-        index = frames + torch.arange(self.frames, device=chunk.device)  # frames since the start
-        valid = (index >= self.pad_frames)[None]  # the first call's first frames precede it
-        inner = {"clue": clue, "tail": tail, "frames": 0,
-                 "masknet": {"encoder": list(state[3 : 3 + n_enc]), "layers": layers}}  # fmt: skip
-        out = self.extractor._frames(window, inner, valid)
-        new = [window[:, window.shape[1] - self.overlap :], inner["tail"],
-               torch.clamp(frames + self.frames, max=self.pad_frames)]  # fmt: skip
-        new += inner["masknet"]["encoder"] + [t for s in inner["masknet"]["layers"] for t in s]
-        return (out, *new)
-
-
-class ClueGraph(nn.Module):
-    """The clue encoder's traceable part: label multi-hot, enrollment or vector -> clue [1, D].
-
-    The checks of the clue encoders (known class, enrollment length, silence, finite values)
-    are done by the runner before it calls the graph.
-    """
-
-    KINDS = {LabelEncoder: "labels", EnrollmentEncoder: "enrollment", VectorClue: "vector"}
-
-    def __init__(self, clue_encoder):
-        super().__init__()
-        kind = self.KINDS.get(type(clue_encoder))
-        if kind is None:
-            raise ValueError(
-                f"cannot export the clue encoder {type(clue_encoder).__name__}: the ONNX export "
-                "takes label, enrollment and vector clues"
-            )
-        self.encoder, self.kind = clue_encoder, kind
-
-    def forward(self, x):
-        return self.encoder.embed(x)
-
-    def example(self, sample_rate):
-        """An input of the right shape: one class, 1 s of enrollment, or a vector."""
-        if self.kind == "labels":
-            return torch.nn.functional.one_hot(torch.tensor([0]), self.encoder.num_classes).float()
-        if self.kind == "enrollment":
-            return 0.1 * torch.randn(1, sample_rate)
-        return torch.randn(1, self.encoder.d_in)
 
 
 def _export(module, args, input_names, output_names, dynamic_shapes=None):
@@ -193,6 +98,11 @@ def export_onnx(model, chunk_ms, out, verify_chunks=50):
         Chunks of noise run through ONNX Runtime and PyTorch after the export; a difference
         over 1e-3 raises (0: no check). Its largest difference is ``verified_max_abs_diff``.
 
+    Returns
+    -------
+    dict
+        The JSON contract as written (and ``verified_max_abs_diff`` when verified).
+
     Example: see :class:`~speechbrain_crossmamba.inference.onnx_stream.OnnxStreamingExtractor`.
     """
     for name in ("onnxscript", "onnx"):
@@ -201,15 +111,26 @@ def export_onnx(model, chunk_ms, out, verify_chunks=50):
     if hasattr(model, "streaming_extractor"):
         classes = model.hparams.__dict__.get("classes")
         model = model.streaming_extractor
-    if not hasattr(model, "init_state") or not hasattr(model.masknet, "forward_chunk"):
-        raise ValueError(f"{type(model).__name__} is not a streaming model; export a StreamingExtractor")
-    reference = copy.deepcopy(model).cpu().eval()  # the caller's model is left as it is
+    if not hasattr(model, "init_state") or not hasattr(
+        model.masknet, "forward_chunk"
+    ):
+        raise ValueError(
+            f"{type(model).__name__} is not a streaming model; export a StreamingExtractor"
+        )
+    reference = (
+        copy.deepcopy(model).cpu().eval()
+    )  # the caller's model is left as it is
     model = copy.deepcopy(reference)
     for mixer in (m for m in model.modules() if hasattr(m, "scan_backend")):
-        mixer.scan_backend = mixer.conv_backend = "torch"  # plain operators, no custom kernels
+        mixer.scan_backend = mixer.conv_backend = (
+            "torch"  # plain operators, no custom kernels
+        )
     rate, hop = model.sample_rate, model.stride
     chunk = max(1, round(chunk_ms * rate / 1000 / hop)) * hop
-    graph, clue_graph = ChunkGraph(model, chunk).eval(), ClueGraph(model.clue_encoder).eval()
+    graph, clue_graph = (
+        ChunkGraph(model, chunk).eval(),
+        ClueGraph(model.clue_encoder).eval(),
+    )
     paths = export_paths(out)
     os.makedirs(os.path.dirname(os.path.abspath(paths["chunk"])), exist_ok=True)
     with torch.no_grad():
@@ -223,7 +144,9 @@ def export_onnx(model, chunk_ms, out, verify_chunks=50):
         dynamic = None
         if clue_graph.kind == "enrollment":
             dynamic = ({1: torch.export.Dim("samples", min=model.kernel)},)
-        clue_program = _export(clue_graph, (clue_in,), [clue_graph.kind], ["clue"], dynamic)
+        clue_program = _export(
+            clue_graph, (clue_in,), [clue_graph.kind], ["clue"], dynamic
+        )
     spec = {
         "format": "speechbrain-crossmamba streaming ONNX, version 1",
         "sample_rate": rate,
@@ -236,20 +159,36 @@ def export_onnx(model, chunk_ms, out, verify_chunks=50):
         "clue": _clue_spec(clue_graph, clue.shape[1], classes, rate),
         "decoder": type(model.masknet.layers[0]).__name__,
         "inputs": [_tensor_spec(n, t) for n, t in zip(names_in, args)],
-        "outputs": [_tensor_spec(n, t) for n, t in zip(names_out, (args[0], *args[2:]))],
-        "state": [{"input": n, "output": n + ".next", "init": "zeros"} for n in state],
+        "outputs": [
+            _tensor_spec(n, t) for n, t in zip(names_out, (args[0], *args[2:]))
+        ],
+        "state": [
+            {"input": n, "output": n + ".next", "init": "zeros"} for n in state
+        ],
     }
     _save(chunk_program, paths["chunk"], spec)
     _save(clue_program, paths["clue"], spec)
     with open(paths["json"], "w") as f:
         json.dump(spec, f, indent=1)
     if verify_chunks:
-        spec["verified_max_abs_diff"] = verify(reference, paths["json"], clue_in, verify_chunks)
+        spec["verified_max_abs_diff"] = verify(
+            reference, paths["json"], clue_in, verify_chunks
+        )
     return spec
 
 
 def export_paths(out):
     """The chunk graph, clue graph and JSON that :func:`export_onnx` writes for ``out``.
+
+    Arguments
+    ---------
+    out : str
+        Path of the chunk graph (``.onnx`` optional).
+
+    Returns
+    -------
+    dict
+        ``chunk``, ``clue`` and ``json`` paths.
 
     Example
     -------
@@ -257,11 +196,19 @@ def export_paths(out):
     {'chunk': 'deploy/model.onnx', 'clue': 'deploy/model.clue.onnx', 'json': 'deploy/model.json'}
     """
     base = out[:-5] if out.endswith(".onnx") else out
-    return {"chunk": base + ".onnx", "clue": base + ".clue.onnx", "json": base + ".json"}
+    return {
+        "chunk": base + ".onnx",
+        "clue": base + ".clue.onnx",
+        "json": base + ".json",
+    }
 
 
 def _tensor_spec(name, tensor):
-    dtype = {torch.float32: "float32", torch.int64: "int64", torch.bool: "bool"}[tensor.dtype]
+    dtype = {
+        torch.float32: "float32",
+        torch.int64: "int64",
+        torch.bool: "bool",
+    }[tensor.dtype]
     return {"name": name, "shape": list(tensor.shape), "dtype": dtype}
 
 
@@ -279,18 +226,40 @@ def _clue_spec(clue_graph, size, classes, rate):
 
 def verify(model, json_path, clue_input, chunks):
     """Streams ``chunks`` chunks of noise through ONNX Runtime and PyTorch; returns the largest
-    difference of their outputs, and raises a ``RuntimeError`` if it is over 1e-3."""
+    difference of their outputs, and raises a ``RuntimeError`` if it is over 1e-3.
+
+    Arguments
+    ---------
+    model : StreamingExtractor
+        The PyTorch model that was exported.
+    json_path : str
+        The export's JSON.
+    clue_input : torch.Tensor
+        A clue input of batch 1 (see :meth:`ClueGraph.example`).
+    chunks : int
+        Chunks to stream.
+
+    Returns
+    -------
+    float
+        The largest absolute difference.
+    """
     runner = OnnxStreamingExtractor(json_path)
     g = torch.Generator().manual_seed(0)
     mix = 0.3 * torch.randn(1, chunks * runner.chunk_samples, generator=g)
     worst = 0.0
     with torch.no_grad():
-        ref_state, state = model.init_state(clue_input), runner.init_state(clue_input)
+        ref_state, state = (
+            model.init_state(clue_input),
+            runner.init_state(clue_input),
+        )
         for piece in mix.split(runner.chunk_samples, dim=1):
             ref, ref_state = model.forward_chunk(piece, ref_state)
             got, state = runner.forward_chunk(piece, state)
             if ref.shape[1]:
                 worst = max(worst, float((got - ref).abs().max()))
     if worst > 1e-3:
-        raise RuntimeError(f"the exported graph differs from PyTorch by {worst:.2e} (over 1e-3)")
+        raise RuntimeError(
+            f"the exported graph differs from PyTorch by {worst:.2e} (over 1e-3)"
+        )
     return worst

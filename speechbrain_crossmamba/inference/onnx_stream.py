@@ -28,6 +28,18 @@ EXTRA = "pip install 'speechbrain-crossmamba[onnx]'"
 def require_onnx(module, purpose):
     """Imports ``module``, or raises a one-line ``RuntimeError`` naming the extra to install.
 
+    Arguments
+    ---------
+    module : str
+        The module to import.
+    purpose : str
+        What needs it, used in the error message.
+
+    Returns
+    -------
+    module
+        The imported module.
+
     Example
     -------
     >>> require_onnx("no_such_onnx_module", "the ONNX runner")
@@ -38,13 +50,23 @@ def require_onnx(module, purpose):
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise RuntimeError(f"{purpose} needs {module}, from the optional [onnx] extra: {EXTRA}") from None
+        raise RuntimeError(
+            f"{purpose} needs {module}, from the optional [onnx] extra: {EXTRA}"
+        ) from None
 
 
 def load_spec(path):
     """The JSON contract of an export: from ``model.json``, or from the metadata of ``model.onnx``.
 
-    Returns (spec dict, folder of the graphs).
+    Arguments
+    ---------
+    path : str
+        ``model.json`` or ``model.onnx``.
+
+    Returns
+    -------
+    tuple
+        The contract (a dict) and the folder of the graphs.
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no exported model at {path}")
@@ -53,9 +75,14 @@ def load_spec(path):
         with open(path) as f:
             return json.load(f), folder
     onnx = require_onnx("onnx", "reading an ONNX model")
-    meta = {p.key: p.value for p in onnx.load(path, load_external_data=False).metadata_props}
+    meta = {
+        p.key: p.value
+        for p in onnx.load(path, load_external_data=False).metadata_props
+    }
     if METADATA_KEY not in meta:
-        raise ValueError(f"{path} was not exported by speechbrain-crossmamba export-onnx (no metadata)")
+        raise ValueError(
+            f"{path} was not exported by speechbrain-crossmamba export-onnx (no metadata)"
+        )
     return json.loads(meta[METADATA_KEY]), folder
 
 
@@ -74,8 +101,10 @@ class OnnxStreamingExtractor:
     >>> import tempfile
     >>> from hyperpyyaml import load_hyperpyyaml
     >>> from speechbrain_crossmamba.inference.onnx_export import export_onnx
-    >>> hp = load_hyperpyyaml(open("hparams/models/streaming_tse.yaml"),
-    ...                       {"N": 8, "N_encoder": 8, "encoder_layers": 2, "decoder_layers": 1})
+    >>> hp = load_hyperpyyaml(
+    ...     open("hparams/models/streaming_tse.yaml"),
+    ...     {"N": 8, "N_encoder": 8, "encoder_layers": 2, "decoder_layers": 1},
+    ... )
     >>> model, folder = hp["extractor"].eval(), tempfile.mkdtemp()
     >>> spec = export_onnx(model, 8, folder + "/model.onnx")
     >>> spec["chunk_samples"], [s["input"] for s in spec["state"]][:4]
@@ -95,53 +124,101 @@ class OnnxStreamingExtractor:
         self.spec, folder = load_spec(path)
         opts = ort.SessionOptions()
         opts.inter_op_num_threads = 1
-        opts.add_session_config_entry("session.set_denormal_as_zero", "1")  # decaying SSM states
+        opts.add_session_config_entry(
+            "session.set_denormal_as_zero", "1"
+        )  # decaying SSM states
         if threads:
             opts.intra_op_num_threads = threads
         cpu = ["CPUExecutionProvider"]
-        self.session = ort.InferenceSession(os.path.join(folder, self.spec["chunk_graph"]), opts, providers=cpu)
-        self.clue_session = ort.InferenceSession(os.path.join(folder, self.spec["clue_graph"]), opts, providers=cpu)
+        self.session = ort.InferenceSession(
+            os.path.join(folder, self.spec["chunk_graph"]), opts, providers=cpu
+        )
+        self.clue_session = ort.InferenceSession(
+            os.path.join(folder, self.spec["clue_graph"]), opts, providers=cpu
+        )
         expected = [t["name"] for t in self.spec["inputs"]]
         found = [i.name for i in self.session.get_inputs()]
         if found != expected:
-            raise RuntimeError(f"the chunk graph's inputs {found} are not those of its contract {expected}")
+            raise RuntimeError(
+                f"the chunk graph's inputs {found} are not those of its contract {expected}"
+            )
         self.sample_rate = self.spec["sample_rate"]
         self.chunk_samples = self.spec["chunk_samples"]
-        self.latency_samples = self.spec["output_delay_samples"]  # the filterbank overlap
+        self.latency_samples = self.spec[
+            "output_delay_samples"
+        ]  # the filterbank overlap
         self.clue_kind = self.spec["clue"]["input"]
         self._state = self.spec["inputs"][2:]
         self._outputs = [t["name"] for t in self.spec["outputs"]]
 
     def labels_to_clue(self, names):
-        """Class names (a list, or one space-separated string) -> the multi-hot clue [1, K]."""
+        """Class names to the multi-hot clue.
+
+        Arguments
+        ---------
+        names : list of str or str
+            Class names (a list, or one space-separated string).
+
+        Returns
+        -------
+        numpy.ndarray
+            ``[1, K]`` float32 multi-hot.
+        """
         classes = self.spec["clue"].get("classes")
         if self.clue_kind != "labels":
-            raise ValueError(f"this model takes {self.clue_kind!r} as its clue, not class labels")
+            raise ValueError(
+                f"this model takes {self.clue_kind!r} as its clue, not class labels"
+            )
         if not classes:
-            raise ValueError("this export has no class names; pass class indices")
+            raise ValueError(
+                "this export has no class names; pass class indices"
+            )
         names = names.split() if isinstance(names, str) else list(names)
         unknown = [n for n in names if n not in classes]
         if unknown or not names:
-            raise ValueError(f"unknown class name(s) {unknown}; known: {', '.join(classes)}")
+            raise ValueError(
+                f"unknown class name(s) {unknown}; known: {', '.join(classes)}"
+            )
         hot = np.zeros((1, len(classes)), dtype=np.float32)
         hot[0, [classes.index(n) for n in names]] = 1.0
         return hot
 
     def encode_clue(self, clue):
-        """Checks a clue of batch one (class indices [1] or multi-hot [1, K]; enrollment [1, T];
-        vector [1, d]) and runs the clue graph on it; returns the clue vector [1, D]."""
+        """Checks a clue of batch one and runs the clue graph on it.
+
+        Arguments
+        ---------
+        clue : torch.Tensor or numpy.ndarray
+            Class indices [1] or multi-hot [1, K]; enrollment [1, T]; vector [1, d].
+
+        Returns
+        -------
+        numpy.ndarray
+            The clue vector [1, D].
+        """
         x = np.asarray(clue.numpy() if torch.is_tensor(clue) else clue)
         spec = self.spec["clue"]
-        if self.clue_kind == "labels" and x.ndim == 1 and np.issubdtype(x.dtype, np.integer):
+        if (
+            self.clue_kind == "labels"
+            and x.ndim == 1
+            and np.issubdtype(x.dtype, np.integer)
+        ):
             if x.shape != (1,) or not 0 <= int(x[0]) < spec["num_classes"]:
-                raise ValueError(f"a class index must be one of 0..{spec['num_classes'] - 1}, got {x.tolist()}")
+                raise ValueError(
+                    f"a class index must be one of 0..{spec['num_classes'] - 1}, got {x.tolist()}"
+                )
             x = np.eye(spec["num_classes"], dtype=np.float32)[x]
         x = x.astype(np.float32)
         if x.ndim == 1:
             x = x[None]
-        size = {"labels": spec.get("num_classes"), "vector": spec.get("d_in")}.get(self.clue_kind)
+        size = {
+            "labels": spec.get("num_classes"),
+            "vector": spec.get("d_in"),
+        }.get(self.clue_kind)
         if x.ndim != 2 or x.shape[0] != 1 or (size and x.shape[1] != size):
-            raise ValueError(f"the {self.clue_kind} clue must be [1, {size or 'samples'}], got {list(x.shape)}")
+            raise ValueError(
+                f"the {self.clue_kind} clue must be [1, {size or 'samples'}], got {list(x.shape)}"
+            )
         if not np.isfinite(x).all():
             raise ValueError(f"the {self.clue_kind} clue holds NaN or Inf")
         if self.clue_kind == "labels" and not (x > 0).any():
@@ -153,33 +230,73 @@ class OnnxStreamingExtractor:
                     f"{spec['min_samples'] / self.sample_rate:.2f} s"
                 )
             if not np.abs(x).max() > 0:
-                raise ValueError("enrollment is silent (all zeros); it carries no clue")
+                raise ValueError(
+                    "enrollment is silent (all zeros); it carries no clue"
+                )
         return self.clue_session.run(None, {self.clue_kind: x})[0]
 
     def init_state(self, clue, clue_lengths=None):
         """The state before the first sample: the encoded clue, the graph's zero state, and the
-        samples received but not yet run (``clue_lengths`` must be None: batch of one)."""
+        samples received but not yet run.
+
+        Arguments
+        ---------
+        clue : torch.Tensor or numpy.ndarray
+            The clue of batch one (see :meth:`encode_clue`).
+        clue_lengths : None
+            Must be None (one whole clue).
+
+        Returns
+        -------
+        dict
+            The state.
+        """
         if clue_lengths is not None:
-            raise ValueError("the ONNX runner takes one whole clue; clue_lengths must be None")
-        graph = {t["name"]: np.zeros(t["shape"], dtype=t["dtype"]) for t in self._state}
+            raise ValueError(
+                "the ONNX runner takes one whole clue; clue_lengths must be None"
+            )
+        graph = {
+            t["name"]: np.zeros(t["shape"], dtype=t["dtype"])
+            for t in self._state
+        }
         return {"clue": self.encode_clue(clue), "graph": graph, "pending": np.zeros((1, 0), np.float32),
                 "received": 0, "to_drop": self.latency_samples, "emitted": 0}  # fmt: skip
 
     def _run(self, chunk, state):
-        outs = self.session.run(self._outputs, {"chunk": chunk, "clue": state["clue"], **state["graph"]})
+        outs = self.session.run(
+            self._outputs,
+            {"chunk": chunk, "clue": state["clue"], **state["graph"]},
+        )
         state["graph"] = dict(zip(state["graph"], outs[1:]))
         out = outs[0][:, state["to_drop"] :]
         state["to_drop"] = max(0, state["to_drop"] - outs[0].shape[1])
         return out
 
     def forward_chunk(self, chunk, state):
-        """Takes the next samples ``chunk`` ([l] or [1, l], any length); returns (the output
-        samples made final by it, [1, l'] torch tensor; the new state). The graph runs once per
-        whole chunk of ``chunk_samples`` received."""
-        x = np.asarray(chunk.detach().cpu().numpy() if torch.is_tensor(chunk) else chunk, np.float32)
+        """Takes the next samples; the graph runs once per whole chunk of ``chunk_samples``.
+
+        Arguments
+        ---------
+        chunk : torch.Tensor or numpy.ndarray
+            The next samples, [l] or [1, l], any length.
+        state : dict
+            From :meth:`init_state` or the previous call (left as it was).
+
+        Returns
+        -------
+        tuple
+            The output samples made final by the chunk ([1, l'] torch tensor) and the new
+            state.
+        """
+        x = np.asarray(
+            chunk.detach().cpu().numpy() if torch.is_tensor(chunk) else chunk,
+            np.float32,
+        )
         x = x[None] if x.ndim == 1 else x
         if x.ndim != 2 or x.shape[0] != 1:
-            raise ValueError(f"a chunk must be mono [1, samples], got shape {list(x.shape)}")
+            raise ValueError(
+                f"a chunk must be mono [1, samples], got shape {list(x.shape)}"
+            )
         if not np.isfinite(x).all():
             raise ValueError("the mixture chunk holds NaN or Inf")
         state = dict(state)
@@ -197,10 +314,23 @@ class OnnxStreamingExtractor:
     def flush(self, state):
         """Ends the stream: runs zeros after it until every received sample has its output, and
         returns that rest (the whole output then has the input's length). The last hop can
-        differ from PyTorch's ``flush``, which stops at the last frame that starts in the input."""
+        differ from PyTorch's ``flush``, which stops at the last frame that starts in the input.
+
+        Arguments
+        ---------
+        state : dict
+            The state after the last chunk.
+
+        Returns
+        -------
+        torch.Tensor
+            The last output samples [1, l'].
+        """
         state = dict(state)
         if state["received"] == 0:
-            raise ValueError("the mixture stream is empty: no samples were given")
+            raise ValueError(
+                "the mixture stream is empty: no samples were given"
+            )
         pending, outs = state["pending"], [np.zeros((1, 0), np.float32)]
         C, left = self.chunk_samples, state["received"] - state["emitted"]
         while sum(o.shape[1] for o in outs) < left:

@@ -17,7 +17,9 @@ import numpy as np
 import torch
 
 
-def simulate_stream(extractor, mixture, clue, chunk_samples, realtime=False, clue_lengths=None):
+def simulate_stream(
+    extractor, mixture, clue, chunk_samples, realtime=False, clue_lengths=None
+):
     """Streams ``mixture`` through ``extractor`` in chunks of ``chunk_samples``; times each.
 
     Arguments
@@ -44,14 +46,20 @@ def simulate_stream(extractor, mixture, clue, chunk_samples, realtime=False, clu
     Example
     -------
     >>> from hyperpyyaml import load_hyperpyyaml
-    >>> hp = load_hyperpyyaml(open("hparams/models/streaming_tse.yaml"),
-    ...                       {"N": 8, "N_encoder": 8, "encoder_layers": 2, "decoder_layers": 1})
-    >>> run = simulate_stream(hp["extractor"], torch.randn(4000), torch.tensor([2]), 64)
+    >>> hp = load_hyperpyyaml(
+    ...     open("hparams/models/streaming_tse.yaml"),
+    ...     {"N": 8, "N_encoder": 8, "encoder_layers": 2, "decoder_layers": 1},
+    ... )
+    >>> run = simulate_stream(
+    ...     hp["extractor"], torch.randn(4000), torch.tensor([2]), 64
+    ... )
     >>> run["output"].shape, len(run["compute_ms"])
     (torch.Size([4000]), 63)
     """
     if chunk_samples < 1:
-        raise ValueError(f"a chunk must hold at least one sample, got {chunk_samples}")
+        raise ValueError(
+            f"a chunk must hold at least one sample, got {chunk_samples}"
+        )
     mixture = mixture.reshape(1, -1)
     rate = extractor.sample_rate
     chunk_s = chunk_samples / rate
@@ -88,10 +96,25 @@ def latency_stats(run):
     """Per-chunk latency p50, p95 and max (ms) and the real-time factor of a
     :func:`simulate_stream` result.
 
+    Arguments
+    ---------
+    run : dict
+        A :func:`simulate_stream` result (``compute_ms``, ``latency_ms``, ``chunk_ms``).
+
+    Returns
+    -------
+    dict
+        ``p50_ms``, ``p95_ms``, ``max_ms`` and ``rtf``.
+
     Example
     -------
-    >>> latency_stats({"compute_ms": np.array([1.0, 3.0]), "latency_ms": np.array([1.0, 3.0]),
-    ...                "chunk_ms": 8.0})
+    >>> latency_stats(
+    ...     {
+    ...         "compute_ms": np.array([1.0, 3.0]),
+    ...         "latency_ms": np.array([1.0, 3.0]),
+    ...         "chunk_ms": 8.0,
+    ...     }
+    ... )
     {'p50_ms': 2.0, 'p95_ms': 2.9, 'max_ms': 3.0, 'rtf': 0.25}
     """
     lat = run["latency_ms"]
@@ -103,10 +126,25 @@ def latency_stats(run):
 def latency_summary(run):
     """Two lines for a :func:`simulate_stream` result: setup, then latency percentiles.
 
+    Arguments
+    ---------
+    run : dict
+        A :func:`simulate_stream` result (``compute_ms``, ``latency_ms``, ``chunk_ms``,
+        ``lookahead_ms``).
+
+    Returns
+    -------
+    str
+        The summary.
+
     Example
     -------
-    >>> run = {"compute_ms": np.array([1.0, 2.0, 3.0]), "latency_ms": np.array([1.0, 2.0, 3.0]),
-    ...        "chunk_ms": 8.0, "lookahead_ms": 1.0}
+    >>> run = {
+    ...     "compute_ms": np.array([1.0, 2.0, 3.0]),
+    ...     "latency_ms": np.array([1.0, 2.0, 3.0]),
+    ...     "chunk_ms": 8.0,
+    ...     "lookahead_ms": 1.0,
+    ... }
     >>> print(latency_summary(run))
     3 chunks of 8.0 ms; algorithmic latency 9.0 ms (chunk + 1.0 ms decoder overlap); real-time factor 0.250
     per-chunk latency: p50 2.00 ms, p95 2.90 ms, max 3.00 ms; chunks late (latency > chunk): 0

@@ -23,7 +23,13 @@ from pathlib import Path
 import torch
 
 CSRC = Path(__file__).resolve().parent.parent / "csrc"
-SOURCES = ("selective_scan.cpp", "causal_conv.cpp", "bindings.cpp", "fast_math.h", "kernels.h")
+SOURCES = (
+    "selective_scan.cpp",
+    "causal_conv.cpp",
+    "bindings.cpp",
+    "fast_math.h",
+    "kernels.h",
+)
 DISABLE_VAR = "SB_CROSSMAMBA_NO_CPU_KERNELS"
 logger = logging.getLogger(__name__)
 _cache = {}
@@ -31,6 +37,11 @@ _cache = {}
 
 def cpu_kernels():
     """Returns the compiled kernel module, or None if it cannot be built (warned once).
+
+    Returns
+    -------
+    module or None
+        The extension (``scan_fwd``, ``scan_bwd`` and the causal-conv kernels).
 
     Example
     -------
@@ -41,7 +52,9 @@ def cpu_kernels():
     if "module" not in _cache:
         try:
             _cache["module"], _cache["error"] = _build(), None
-        except Exception as err:  # a missing compiler, an unusual platform, a failed build
+        except (
+            Exception
+        ) as err:  # a missing compiler, an unusual platform, a failed build
             reason = _reason(err)
             _cache["module"], _cache["error"] = None, reason
             warnings.warn(
@@ -54,14 +67,24 @@ def cpu_kernels():
 
 
 def cpu_kernels_error():
-    """Why the kernels are unavailable (one line), or None if they built (after a first try)."""
+    """Why the kernels are unavailable (one line), or None if they built (after a first try).
+
+    Returns
+    -------
+    str or None
+        The reason.
+    """
     return _cache.get("error")
 
 
 def _reason(err):
     """One line naming why the build failed: the compiler's first error, if it printed one."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    found = [line for line in lines[1:] if re.search(r"error|not found|no such file", line, re.I)]
+    found = [
+        line
+        for line in lines[1:]
+        if re.search(r"error|not found|no such file", line, re.I)
+    ]
     line = found[0] if found else (lines[0] if lines else "")
     line = line if len(line) <= 200 else line[:197] + "..."
     return f"{type(err).__name__}: {line}"
@@ -90,7 +113,9 @@ def _cpu_id():
 
 def _build():
     if os.environ.get(DISABLE_VAR, "") not in ("", "0"):
-        raise RuntimeError(f"disabled by {DISABLE_VAR}={os.environ[DISABLE_VAR]}")
+        raise RuntimeError(
+            f"disabled by {DISABLE_VAR}={os.environ[DISABLE_VAR]}"
+        )
     files = [CSRC / name for name in SOURCES]
     sources = [str(f) for f in files if f.suffix == ".cpp"]
     flags = _flags()
@@ -99,7 +124,9 @@ def _build():
         digest.update(path.read_bytes())
     digest.update(" ".join(flags + [torch.__version__, _cpu_id()]).encode())
     name = f"sb_crossmamba_cpu_{digest.hexdigest()[:12]}"
-    logger.info("Loading the C++ CPU kernels %s (the first build takes 30-60 s)", name)
+    logger.info(
+        "Loading the C++ CPU kernels %s (the first build takes 30-60 s)", name
+    )
     # torch's own notices ("No CUDA runtime is found", compiler checks) are not ours to show;
     # a failure still reaches the caller as an exception.
     quiet = logging.getLogger("torch.utils.cpp_extension")

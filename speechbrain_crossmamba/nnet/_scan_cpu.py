@@ -26,9 +26,21 @@ def _fp32_unit_stride(t):
 def channel_last(t):
     """A (b, d, L) tensor as a (b, L, d) fp32 view with unit channel stride (a copy only if needed).
 
+    Arguments
+    ---------
+    t : torch.Tensor or None
+        (b, d, L).
+
+    Returns
+    -------
+    torch.Tensor or None
+        (b, L, d).
+
     Example
     -------
-    >>> x = torch.randn(2, 5, 8).transpose(1, 2)  # (b, d, L) view of a (b, L, d) tensor
+    >>> x = torch.randn(2, 5, 8).transpose(
+    ...     1, 2
+    ... )  # (b, d, L) view of a (b, L, d) tensor
     >>> channel_last(x).data_ptr() == x.data_ptr()
     True
     """
@@ -45,7 +57,28 @@ def _f32(t):
 
 
 def scan_cpu(u, delta, A, B, C, D, z, delta_bias, softplus, initial_state=None):
-    """Runs the fused scan; B, C are (b, g, n, L). Returns (out fp32 (b, d, L), last (b, d, n))."""
+    """Runs the fused scan (see :func:`~.selective_scan.selective_scan`).
+
+    Arguments
+    ---------
+    u, delta, z : torch.Tensor
+        (b, d, L); ``z`` may be None.
+    A : torch.Tensor
+        (d, n).
+    B, C : torch.Tensor
+        (b, g, n, L).
+    D, delta_bias : torch.Tensor
+        (d,) or None.
+    softplus : bool
+        Apply softplus to ``delta + delta_bias``.
+    initial_state : torch.Tensor, optional
+        (b, d, n) state to start from.
+
+    Returns
+    -------
+    tuple of torch.Tensor
+        fp32 output (b, d, L) and last state (b, d, n).
+    """
     out, last = SelectiveScanCPU.apply(
         channel_last(u), channel_last(delta), A.float().t().contiguous(), _states_last(B),
         _states_last(C), _f32(D), channel_last(z), _f32(delta_bias), softplus, _f32(initial_state),
@@ -59,13 +92,55 @@ class SelectiveScanCPU(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, u, delta, At, B, C, D, z, delta_bias, softplus, h0):
-        out, last = cpu_kernels().scan_fwd(u, delta, At, B, C, D, z, delta_bias, softplus, h0)
+        """Runs the kernel; saves the inputs for backward.
+
+        Arguments
+        ---------
+        ctx : object
+            The autograd context.
+        u, delta, z : torch.Tensor
+            (b, L, d) fp32; ``z`` may be None.
+        At : torch.Tensor
+            A transposed, (n, d).
+        B, C : torch.Tensor
+            (b, L, g, n).
+        D, delta_bias : torch.Tensor
+            (d,) or None.
+        softplus : bool
+            Apply softplus to ``delta + delta_bias``.
+        h0 : torch.Tensor
+            Initial state (b, d, n) or None.
+
+        Returns
+        -------
+        tuple of torch.Tensor
+            Output (b, L, d) and last state (b, d, n).
+        """
+        out, last = cpu_kernels().scan_fwd(
+            u, delta, At, B, C, D, z, delta_bias, softplus, h0
+        )
         ctx.save_for_backward(u, delta, At, B, C, D, z, delta_bias, h0)
         ctx.softplus = softplus
         return out, last
 
     @staticmethod
     def backward(ctx, dout, dlast):
+        """Gradients of the inputs from those of the output and the last state.
+
+        Arguments
+        ---------
+        ctx : object
+            The autograd context.
+        dout : torch.Tensor
+            Gradient of the output (b, L, d).
+        dlast : torch.Tensor or None
+            Gradient of the last state (b, d, n).
+
+        Returns
+        -------
+        tuple
+            One gradient per input of :meth:`forward` (None for ``softplus`` and absent ones).
+        """
         u, delta, At, B, C, D, z, delta_bias, h0 = ctx.saved_tensors
         du, ddelta, dA_rows, dB_part, dC_part, dD_rows, dbias_rows, dz, dh0 = cpu_kernels().scan_bwd(
             u, delta, At, B, C, D, z, delta_bias, ctx.softplus, h0,

@@ -33,16 +33,35 @@ def scan_torch(u, delta, A, B, C, D, z, delta_bias, softplus):
     """Runs :class:`SelectiveScanTorch` in batch slices that keep its buffers in cache.
 
     Measured on 2 cores for b=250, d=512, n=16, L=9: fwd+bwd 0.50 s in one piece, 0.14-0.15 s
-    in slices of 16 to 64 rows. Returns (out, last state) like the Function.
+    in slices of 16 to 64 rows.
+
+    Arguments
+    ---------
+    u, delta, A, B, C, D, z, delta_bias, softplus
+        As :class:`SelectiveScanTorch` takes them.
+
+    Returns
+    -------
+    tuple of torch.Tensor
+        Output (b, d, L) and last state (b, d, n), like the Function.
     """
     b, d, L = u.shape
     rows = max(1, _SLICE_ELEMENTS // (d * A.shape[-1] * min(L, 32)))
     if b <= rows:
-        return SelectiveScanTorch.apply(u, delta, A, B, C, D, z, delta_bias, softplus)
+        return SelectiveScanTorch.apply(
+            u, delta, A, B, C, D, z, delta_bias, softplus
+        )
     outs = [
         SelectiveScanTorch.apply(
-            u[i : i + rows], delta[i : i + rows], A, B[i : i + rows], C[i : i + rows], D,
-            None if z is None else z[i : i + rows], delta_bias, softplus,
+            u[i : i + rows],
+            delta[i : i + rows],
+            A,
+            B[i : i + rows],
+            C[i : i + rows],
+            D,
+            None if z is None else z[i : i + rows],
+            delta_bias,
+            softplus,
         )  # fmt: skip
         for i in range(0, b, rows)
     ]
@@ -114,17 +133,44 @@ class _Blocks:
         Tp = -(-self.T // self.s) * self.s
         shape = (Tp,) + uT.shape[1:] + A.shape[-1:]
         self.bufs = [torch.empty(shape, device=uT.device) for _ in range(nbuf)]
-        extremes = torch.stack([dT.min(), dT.max()])[:, None] * torch.stack([A.min(), A.max()])
-        self.clamp = bool(extremes.min() < LOG_DECAY_MIN) if dT.numel() else False
+        extremes = torch.stack([dT.min(), dT.max()])[:, None] * torch.stack(
+            [A.min(), A.max()]
+        )
+        self.clamp = (
+            bool(extremes.min() < LOG_DECAY_MIN) if dT.numel() else False
+        )
         self.starts = list(range(0, self.L, self.T))
 
     def span(self, k):
+        """Block ``k``'s first and end steps and its length padded to whole sub-chunks.
+
+        Arguments
+        ---------
+        k : int
+            The block.
+
+        Returns
+        -------
+        tuple of int
+            ``(t0, t1, Tp)``.
+        """
         t0 = self.starts[k]
         t1 = min(t0 + self.T, self.L)
         return t0, t1, -(-(t1 - t0) // self.s) * self.s
 
     def fill(self, k):
-        """Writes the decays a_t and the inputs Δu·B of block k; returns (a, x) padded views."""
+        """Writes the decays a_t and the inputs Δu·B of block k.
+
+        Arguments
+        ---------
+        k : int
+            The block.
+
+        Returns
+        -------
+        tuple of torch.Tensor
+            ``(a, x)``, views of the buffers padded to whole sub-chunks.
+        """
         t0, t1, Tp = self.span(k)
         Tb = t1 - t0
         a, x = self.bufs[0][:Tp], self.bufs[1][:Tp]
@@ -132,7 +178,11 @@ class _Blocks:
         if self.clamp:
             a[:Tb].clamp_(min=LOG_DECAY_MIN)
         a[:Tb].exp_()
-        torch.mul(self.duT[t0:t1, ..., None], self.BT[t0:t1, :, :, None, :], out=x[:Tb])
+        torch.mul(
+            self.duT[t0:t1, ..., None],
+            self.BT[t0:t1, :, :, None, :],
+            out=x[:Tb],
+        )
         if Tp > Tb:  # padding steps are no-ops: decay 1, input 0
             a[Tb:].fill_(1.0)
             x[Tb:].zero_()
@@ -142,7 +192,11 @@ class _Blocks:
 def _bmm(x, y, out):
     """Batched matmul over the leading dims of x (..., i, k) and y (..., k, j), into out."""
     i, j = x.shape[-2], y.shape[-1]
-    torch.bmm(x.reshape(-1, i, x.shape[-1]), y.reshape(-1, y.shape[-2], j), out=out.view(-1, i, j))
+    torch.bmm(
+        x.reshape(-1, i, x.shape[-1]),
+        y.reshape(-1, y.shape[-2], j),
+        out=out.view(-1, i, j),
+    )
 
 
 def _time_major(t, g):
@@ -168,18 +222,42 @@ class SelectiveScanTorch(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, softplus):
+        """Runs the scan, keeping only the states at block boundaries for backward.
+
+        Arguments
+        ---------
+        ctx : object
+            The autograd context.
+        u, delta, A, B, C, D, z, delta_bias, softplus
+            As in the class docstring (fp32).
+
+        Returns
+        -------
+        tuple of torch.Tensor
+            Output (b, d, L) and last state (b, d, n).
+        """
         b, d, L = u.shape
         g, n = B.shape[1], B.shape[2]
-        uT, dpre, zT = _time_major(u, g), _time_major(delta, g), _time_major(z, g)
-        if delta_bias is not None:  # not in place: dpre may alias the caller's delta
+        uT, dpre, zT = (
+            _time_major(u, g),
+            _time_major(delta, g),
+            _time_major(z, g),
+        )
+        if (
+            delta_bias is not None
+        ):  # not in place: dpre may alias the caller's delta
             dpre = dpre + delta_bias.reshape(g, d // g)
         dT = _step_sizes(dpre, softplus)
         BT = B.permute(3, 0, 1, 2).contiguous()
         CT = C.permute(3, 0, 1, 2).contiguous()
         Dg = None if D is None else D.reshape(g, d // g)
-        blk = _Blocks(uT, dT, A.reshape(g, d // g, n), BT, CT, _plan(L, b * d * n), 3)
+        blk = _Blocks(
+            uT, dT, A.reshape(g, d // g, n), BT, CT, _plan(L, b * d * n), 3
+        )
         yT = torch.empty_like(uT)
-        boundaries = torch.zeros((len(blk.starts),) + blk.bufs[0].shape[1:], device=u.device)
+        boundaries = torch.zeros(
+            (len(blk.starts),) + blk.bufs[0].shape[1:], device=u.device
+        )
         h = None
         for k in range(len(blk.starts)):
             t0, t1, _ = blk.span(k)
@@ -200,6 +278,22 @@ class SelectiveScanTorch(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dout, dlast):
+        """Recomputes each block's states and runs the state gradient in reverse.
+
+        Arguments
+        ---------
+        ctx : object
+            The autograd context.
+        dout : torch.Tensor
+            Gradient of the output (b, d, L).
+        dlast : torch.Tensor or None
+            Gradient of the last state (b, d, n).
+
+        Returns
+        -------
+        tuple
+            One gradient per input of :meth:`forward` (None for ``softplus`` and absent ones).
+        """
         uT, dpre, A, BT, CT, Dg, zT, boundaries = ctx.saved_tensors
         L, b, g, dg = uT.shape
         n = A.shape[-1]
@@ -229,7 +323,9 @@ class SelectiveScanTorch(torch.autograd.Function):
                     y.addcmul_(uT[t0:t1], Dg)
                 s_z = sig[t0:t1]
                 y.mul_(doutT[t0:t1]).mul_(s_z * (1 + zT[t0:t1] * (1 - s_z)))
-            torch.mul(dyT[t0:t1, ..., None], CT[t0:t1, :, :, None, :], out=grad[:Tb])
+            torch.mul(
+                dyT[t0:t1, ..., None], CT[t0:t1, :, :, None, :], out=grad[:Tb]
+            )
             if Tp > Tb:
                 grad[Tb:].zero_()
             _scan_(a, grad, carry, blk.s, work, reverse=True)
@@ -239,7 +335,9 @@ class SelectiveScanTorch(torch.autograd.Function):
             dloga = torch.mul(gt, a, out=a)
             dloga[1:].mul_(H[:-1])
             dloga[0].mul_(h0)
-            dA += torch.mul(dloga, dT[t0:t1, ..., None], out=work[:Tb]).sum((0, 1))
+            dA += torch.mul(dloga, dT[t0:t1, ..., None], out=work[:Tb]).sum(
+                (0, 1)
+            )
             torch.sum(torch.mul(dloga, A, out=work[:Tb]), -1, out=ddelta[t0:t1])
             gB = torch.empty_like(dT[t0:t1])
             _bmm(gt, BT[t0:t1, ..., None], gB)

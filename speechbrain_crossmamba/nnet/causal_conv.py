@@ -20,7 +20,10 @@ Authors
 import torch
 import torch.nn.functional as F
 
-from speechbrain_crossmamba.nnet._cpu_kernels import cpu_kernels, cpu_kernels_error
+from speechbrain_crossmamba.nnet._cpu_kernels import (
+    cpu_kernels,
+    cpu_kernels_error,
+)
 from speechbrain_crossmamba.nnet._scan_cpu import channel_last
 from speechbrain_crossmamba.nnet.selective_scan import optional_cuda_op
 
@@ -34,25 +37,65 @@ def depthwise_conv(x, weight, bias=None, dilation=1):
     ``P = (k - 1) · dilation`` for a weight [C, k]. On the short inputs of streaming chunks it
     is 2-4x faster on CPU than ``conv1d`` (measured 19 vs 76 us at C=64, k=3, 8 frames).
 
+    Arguments
+    ---------
+    x : torch.Tensor
+        Input [B, C, T].
+    weight : torch.Tensor
+        Kernel [C, k].
+    bias : torch.Tensor, optional
+        Bias [C].
+    dilation : int
+        Dilation of the kernel.
+
+    Returns
+    -------
+    torch.Tensor
+        [B, C, T - P].
+
     Example
     -------
     >>> conv = torch.nn.Conv1d(4, 4, 3, dilation=2, groups=4)
     >>> x = torch.randn(2, 4, 20)
-    >>> torch.allclose(depthwise_conv(x, conv.weight[:, 0], conv.bias, 2), conv(x), atol=1e-6)
+    >>> torch.allclose(
+    ...     depthwise_conv(x, conv.weight[:, 0], conv.bias, 2),
+    ...     conv(x),
+    ...     atol=1e-6,
+    ... )
     True
     """
     k = weight.shape[1]
-    if torch.compiler.is_exporting():  # one Conv node in an exported graph (ONNX)
-        return F.conv1d(x, weight[:, None], bias, dilation=dilation, groups=weight.shape[0])
+    if (
+        torch.compiler.is_exporting()
+    ):  # one Conv node in an exported graph (ONNX)
+        return F.conv1d(
+            x, weight[:, None], bias, dilation=dilation, groups=weight.shape[0]
+        )
     length = x.shape[-1] - (k - 1) * dilation
     y = x[..., :length] * weight[:, 0, None]
     for j in range(1, k):
-        y = y.addcmul(weight[:, j, None], x[..., j * dilation : j * dilation + length])
+        y = y.addcmul(
+            weight[:, j, None], x[..., j * dilation : j * dilation + length]
+        )
     return y if bias is None else y + bias[:, None]
 
 
 def resolve_conv_backend(backend, device, history=False):
     """Returns the concrete backend (``"cuda"``, ``"cpu"`` or ``"torch"``) of :func:`causal_conv1d`.
+
+    Arguments
+    ---------
+    backend : str
+        One of ``CONV_BACKENDS``; an unusable explicit choice raises a ``RuntimeError``.
+    device : torch.device
+        Where the tensors are.
+    history : bool
+        Whether a history is given (the CUDA kernel takes none).
+
+    Returns
+    -------
+    str
+        The backend.
 
     Example
     -------
@@ -60,12 +103,18 @@ def resolve_conv_backend(backend, device, history=False):
     'torch'
     """
     if backend not in CONV_BACKENDS:
-        raise ValueError(f"unknown causal-conv backend {backend!r}; choose one of {CONV_BACKENDS}")
+        raise ValueError(
+            f"unknown causal-conv backend {backend!r}; choose one of {CONV_BACKENDS}"
+        )
     cuda_ok = device.type == "cuda" and not history and _cuda_conv() is not None
     if backend == "auto":
         if cuda_ok:
             return "cuda"
-        return "cpu" if device.type == "cpu" and cpu_kernels() is not None else "torch"
+        return (
+            "cpu"
+            if device.type == "cpu" and cpu_kernels() is not None
+            else "torch"
+        )
     if backend == "cuda" and not cuda_ok:
         raise RuntimeError(
             "causal-conv backend 'cuda' needs CUDA tensors, no history, and causal-conv1d: "
@@ -73,9 +122,13 @@ def resolve_conv_backend(backend, device, history=False):
         )
     if backend == "cpu":
         if device.type != "cpu":
-            raise RuntimeError(f"causal-conv backend 'cpu' needs CPU tensors, got {device.type}")
+            raise RuntimeError(
+                f"causal-conv backend 'cpu' needs CPU tensors, got {device.type}"
+            )
         if cpu_kernels() is None:
-            raise RuntimeError(f"causal-conv backend 'cpu' is unavailable: {cpu_kernels_error()}")
+            raise RuntimeError(
+                f"causal-conv backend 'cpu' is unavailable: {cpu_kernels_error()}"
+            )
     return backend
 
 
@@ -83,7 +136,9 @@ def _cuda_conv():
     return optional_cuda_op("causal_conv1d", "causal_conv1d_fn")
 
 
-def causal_conv1d(x, weight, bias=None, activation=None, history=None, backend="auto"):
+def causal_conv1d(
+    x, weight, bias=None, activation=None, history=None, backend="auto"
+):
     """Causal depthwise conv over time: ``x`` (B, D, L) -> (B, D, L).
 
     Arguments
@@ -115,23 +170,31 @@ def causal_conv1d(x, weight, bias=None, activation=None, history=None, backend="
     >>> torch.allclose(y, ref, atol=1e-5)
     True
     >>> a = causal_conv1d(x[..., :10], conv.weight[:, 0], conv.bias)
-    >>> b = causal_conv1d(x[..., 10:], conv.weight[:, 0], conv.bias, history=x[..., 7:10])
+    >>> b = causal_conv1d(
+    ...     x[..., 10:], conv.weight[:, 0], conv.bias, history=x[..., 7:10]
+    ... )
     >>> torch.allclose(torch.cat([a, b], -1), conv(x)[..., :30], atol=1e-5)
     True
     """
     if activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+        raise ValueError(
+            f"activation must be one of {ACTIVATIONS}, got {activation!r}"
+        )
     if x.dim() != 3 or weight.dim() != 2 or weight.shape[0] != x.shape[1]:
         raise ValueError(
             f"x must be (B, D, L) and weight (D, k), got {tuple(x.shape)} and {tuple(weight.shape)}"
         )
     k = weight.shape[1]
     if history is not None and history.shape != (x.shape[0], x.shape[1], k - 1):
-        raise ValueError(f"history must be (B, D, k - 1 = {k - 1}), got {tuple(history.shape)}")
+        raise ValueError(
+            f"history must be (B, D, k - 1 = {k - 1}), got {tuple(history.shape)}"
+        )
     backend = resolve_conv_backend(backend, x.device, history is not None)
     silu = activation == "silu"
     if backend == "cuda":
-        return _cuda_conv()(x.contiguous(), weight.contiguous(), bias, activation=activation)
+        return _cuda_conv()(
+            x.contiguous(), weight.contiguous(), bias, activation=activation
+        )
     if backend == "cpu":
         hist = None if history is None else channel_last(history).contiguous()
         with torch.autocast("cpu", enabled=False):
@@ -141,9 +204,13 @@ def causal_conv1d(x, weight, bias=None, activation=None, history=None, backend="
             )  # fmt: skip
         return y.transpose(1, 2).to(x.dtype)
     if history is None:
-        y = F.conv1d(x, weight[:, None], bias, padding=k - 1, groups=x.shape[1])[..., : x.shape[-1]]
+        y = F.conv1d(
+            x, weight[:, None], bias, padding=k - 1, groups=x.shape[1]
+        )[..., : x.shape[-1]]
     else:
-        y = depthwise_conv(torch.cat([history.to(x.dtype), x], dim=-1), weight, bias)
+        y = depthwise_conv(
+            torch.cat([history.to(x.dtype), x], dim=-1), weight, bias
+        )
     return F.silu(y) if silu else y
 
 
@@ -153,12 +220,48 @@ class CausalConv1dCPU(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, wT, bias, history, silu):
+        """Runs the kernel; saves the inputs for backward.
+
+        Arguments
+        ---------
+        ctx : object
+            The autograd context.
+        x : torch.Tensor
+            (B, L, D) fp32.
+        wT : torch.Tensor
+            Transposed kernel (k, D).
+        bias : torch.Tensor or None
+            (D,).
+        history : torch.Tensor or None
+            (B, k - 1, D).
+        silu : bool
+            Apply SiLU to the output.
+
+        Returns
+        -------
+        torch.Tensor
+            (B, L, D).
+        """
         ctx.save_for_backward(x, wT, bias, history)
         ctx.silu = silu
         return cpu_kernels().conv_fwd(x, wT, bias, history, silu)[0]
 
     @staticmethod
     def backward(ctx, dout):
+        """Gradients of the inputs from that of the output.
+
+        Arguments
+        ---------
+        ctx : object
+            The autograd context.
+        dout : torch.Tensor
+            Gradient of the output (B, L, D).
+
+        Returns
+        -------
+        tuple
+            Gradients of ``x``, ``wT``, ``bias`` and ``history`` (None when absent), and None.
+        """
         x, wT, bias, history = ctx.saved_tensors
         dx, dw_part, db_part, dhist = cpu_kernels().conv_bwd(
             x, wT, bias, history, ctx.silu, dout.float().contiguous()

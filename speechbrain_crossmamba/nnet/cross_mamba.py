@@ -33,13 +33,20 @@ def align_clue(clue, length, interpolate=False):
     interpolate : bool
         Linearly interpolate the clue to ``length`` frames instead of raising.
 
+    Returns
+    -------
+    torch.Tensor
+        [B, length, C].
+
     Example
     -------
     >>> align_clue(torch.randn(2, 25, 8), 100, interpolate=True).shape
     torch.Size([2, 100, 8])
     """
     if clue.dim() != 3:
-        raise ValueError(f"clue must be a sequence [B, L, C], got shape {tuple(clue.shape)}")
+        raise ValueError(
+            f"clue must be a sequence [B, L, C], got shape {tuple(clue.shape)}"
+        )
     if clue.shape[1] == length:
         return clue
     if not interpolate:
@@ -47,7 +54,9 @@ def align_clue(clue, length, interpolate=False):
             f"clue has {clue.shape[1]} frames but the mixture has {length}; "
             "pass interpolate_clue=True to interpolate the clue to the mixture's length"
         )
-    out = F.interpolate(clue.transpose(1, 2), size=length, mode="linear", align_corners=True)
+    out = F.interpolate(
+        clue.transpose(1, 2), size=length, mode="linear", align_corners=True
+    )
     return out.transpose(1, 2)
 
 
@@ -87,6 +96,18 @@ class CrossMambaMixer(MambaMixer):
         return dt, B, self.q_proj(self.in_proj_q(clue))
 
     def ssm_inputs(self, hidden, clue=None, mask=None, history=None):
+        """:meth:`MambaMixer.ssm_inputs`, with C from ``clue`` (required, of the mixture's length).
+
+        Arguments
+        ---------
+        hidden, clue, mask, history
+            As in :meth:`MambaMixer.ssm_inputs`.
+
+        Returns
+        -------
+        dict
+            The keyword arguments of ``selective_scan``.
+        """
         if clue is None:
             raise ValueError("CrossMamba needs a clue (the query); got None")
         align_clue(clue, hidden.shape[1])  # raises on a length mismatch
@@ -97,23 +118,78 @@ class CrossMambaMixer(MambaMixer):
         return super().ssm_inputs(hidden, clue, mask, history)
 
     def forward(self, hidden, clue, mask=None):
-        """``hidden`` [B, L, d_model] (mixture), ``clue`` [B, L, d_clue], ``mask`` [B, L]."""
+        """Mixes the mixture with C from the clue.
+
+        Arguments
+        ---------
+        hidden : torch.Tensor
+            Mixture [B, L, d_model].
+        clue : torch.Tensor
+            Clue [B, L, d_clue].
+        mask : torch.Tensor, optional
+            [B, L] bool, True on valid frames.
+
+        Returns
+        -------
+        torch.Tensor
+            [B, L, d_model].
+        """
         return self._mix(hidden, clue, mask)
 
     def forward_chunk(self, hidden, clue, state, mask=None):
-        """The next chunk of a stream, with its clue frames ``clue`` [B, l, d_clue].
+        """The next chunk of a stream, with its clue frames (see :meth:`MambaMixer.forward_chunk`).
 
-        See :meth:`MambaMixer.forward_chunk`; returns (output, new state).
+        Arguments
+        ---------
+        hidden : torch.Tensor
+            Mixture chunk [B, l, d_model].
+        clue : torch.Tensor
+            Clue frames [B, l, d_clue].
+        state : tuple of torch.Tensor
+            From ``init_state`` or the previous chunk.
+        mask : torch.Tensor, optional
+            [B, l] bool, True on valid frames.
+
+        Returns
+        -------
+        tuple
+            Output [B, l, d_model] and the new state.
         """
         return super().forward_chunk(hidden, state, clue=clue, mask=mask)
 
     def step(self, hidden_t, clue_t, state):
-        """One recurrent step with the clue frame ``clue_t`` [B, d_clue] (see MambaMixer.step)."""
+        """One recurrent step with a clue frame (see :meth:`MambaMixer.step`).
+
+        Arguments
+        ---------
+        hidden_t : torch.Tensor
+            Mixture frame [B, d_model].
+        clue_t : torch.Tensor
+            Clue frame [B, d_clue].
+        state : tuple of torch.Tensor
+            From ``init_state`` or the previous step.
+
+        Returns
+        -------
+        tuple
+            Output [B, d_model] and the new state.
+        """
         return super().step(hidden_t, state, clue_t=clue_t)
 
 
 class CrossMambaBlock(MambaBlock):
     """CrossMamba block: separate RMSNorms for mixture and clue; the residual is the mixture.
+
+    Arguments
+    ---------
+    d_model : int
+        Mixture feature size.
+    d_clue : int, optional
+        Clue feature size (default ``d_model``).
+    norm_epsilon : float
+        Epsilon of the RMSNorms.
+    **mixer_kwargs
+        Passed to :class:`CrossMambaMixer`.
 
     Example
     -------
@@ -125,15 +201,46 @@ class CrossMambaBlock(MambaBlock):
     mixer_class = CrossMambaMixer
 
     def __init__(self, d_model, d_clue=None, norm_epsilon=1e-5, **mixer_kwargs):
-        super().__init__(d_model, norm_epsilon=norm_epsilon, d_clue=d_clue, **mixer_kwargs)
+        super().__init__(
+            d_model, norm_epsilon=norm_epsilon, d_clue=d_clue, **mixer_kwargs
+        )
         self.norm_clue = nn.RMSNorm(self.mixer.d_clue, eps=norm_epsilon)
 
     def forward(self, x, clue, mask=None):
+        """Applies the block.
+
+        Arguments
+        ---------
+        x : torch.Tensor
+            Mixture [B, L, d_model].
+        clue : torch.Tensor
+            Clue [B, L, d_clue].
+        mask : torch.Tensor, optional
+            [B, L] bool, True on valid frames.
+
+        Returns
+        -------
+        torch.Tensor
+            [B, L, d_model].
+        """
         return x + self.mixer(self.norm(x), self.norm_clue(clue), mask=mask)
 
     def step(self, x_t, clue_t, state):
-        """One recurrent step of the causal block: (output [B, d_model], new state)."""
-        y, state = self.mixer.step(self.norm(x_t), self.norm_clue(clue_t), state)
+        """One recurrent step of the causal block.
+
+        Arguments
+        ---------
+        x_t, clue_t, state
+            As in :meth:`CrossMambaMixer.step`.
+
+        Returns
+        -------
+        tuple
+            Output [B, d_model] and the new state.
+        """
+        y, state = self.mixer.step(
+            self.norm(x_t), self.norm_clue(clue_t), state
+        )
         return x_t + y, state
 
 
@@ -142,6 +249,15 @@ class BiCrossMambaBlock(Bidirectional):
 
     With ``merge="sum"`` (default) this is the reference module: each direction adds its own
     residual, so the output carries the mixture twice.
+
+    Arguments
+    ---------
+    d_model : int
+        Mixture feature size.
+    merge : str
+        ``"sum"`` or ``"mean"`` (see ``Bidirectional``).
+    **block_kwargs
+        Passed to both :class:`CrossMambaBlock` s.
 
     Example
     -------
@@ -179,6 +295,8 @@ class SBCrossMambaBlock(nn.Module):
         :class:`BiCrossMambaBlock` (non-causal) or :class:`CrossMambaBlock` (causal).
     merge : str
         Merge of the two directions, ``"mean"`` or ``"sum"`` (see ``Bidirectional``).
+    norm_epsilon : float
+        Epsilon of the RMSNorms.
     interpolate_clue : bool
         Interpolate a clue of another length to the mixture's length.
     final_norm : bool
@@ -188,7 +306,9 @@ class SBCrossMambaBlock(nn.Module):
 
     Example
     -------
-    >>> fusion = SBCrossMambaBlock(num_layers=1, d_model=16, d_clue=8, d_state=4)
+    >>> fusion = SBCrossMambaBlock(
+    ...     num_layers=1, d_model=16, d_clue=8, d_state=4
+    ... )
     >>> x, clue = torch.randn(2, 30, 16), torch.randn(2, 30, 8)
     >>> fusion(x, clue).shape
     torch.Size([2, 30, 16])
@@ -219,14 +339,34 @@ class SBCrossMambaBlock(nn.Module):
             for _ in range(num_layers)
         )
         self.interpolate_clue = interpolate_clue
-        self.norm = nn.RMSNorm(d_model, eps=norm_epsilon) if final_norm else nn.Identity()
+        self.norm = (
+            nn.RMSNorm(d_model, eps=norm_epsilon)
+            if final_norm
+            else nn.Identity()
+        )
 
     def forward(self, x, clue, lengths=None, mask=None):
-        """``x`` [B, L, N], ``clue`` [B, Lc, C]; relative ``lengths`` (B,) or a ``mask`` [B, L]."""
+        """Fuses the clue into the mixture.
+
+        Arguments
+        ---------
+        x : torch.Tensor
+            Mixture [B, L, N].
+        clue : torch.Tensor
+            Clue [B, Lc, C].
+        lengths : torch.Tensor, optional
+            Relative lengths (B,).
+        mask : torch.Tensor, optional
+            [B, L] bool, True on valid frames (instead of ``lengths``).
+
+        Returns
+        -------
+        torch.Tensor
+            [B, L, N].
+        """
         clue = align_clue(clue, x.shape[1], self.interpolate_clue)
         if mask is None:
             mask = lengths_to_mask(lengths, x.shape[1])
         for layer in self.layers:
             x = layer(x, clue, mask=mask)
         return self.norm(x)
-

@@ -16,8 +16,11 @@ Authors
 
 import torch
 import torch.nn as nn
-from speechbrain.nnet.attention import MultiheadAttention, PositionalwiseFeedForward
 
+from speechbrain.nnet.attention import (
+    MultiheadAttention,
+    PositionalwiseFeedForward,
+)
 from speechbrain_crossmamba.nnet.cross_mamba import SBCrossMambaBlock
 from speechbrain_crossmamba.nnet.mamba import SBMambaBlock
 from speechbrain_crossmamba.nnet.transformer import key_padding_mask
@@ -25,6 +28,15 @@ from speechbrain_crossmamba.nnet.transformer import key_padding_mask
 
 def check_pair(x, clue, d_clue):
     """Checks that a clue sequence meets the mixture ``x``: same batch, same length, size.
+
+    Arguments
+    ---------
+    x : torch.Tensor
+        Mixture features [B, L, N].
+    clue : torch.Tensor
+        Clue sequence [B, L, C].
+    d_clue : int
+        The clue size C the fusion expects.
 
     Example
     -------
@@ -34,22 +46,30 @@ def check_pair(x, clue, d_clue):
     ValueError: clue sequence has 9 frames but the mixture features have 10
     """
     if clue.dim() != 3:
-        raise ValueError(f"clue must be a sequence [B, L, C], got shape {tuple(clue.shape)}")
+        raise ValueError(
+            f"clue must be a sequence [B, L, C], got shape {tuple(clue.shape)}"
+        )
     if clue.shape[0] != x.shape[0]:
-        raise ValueError(f"clue batch size {clue.shape[0]} does not match mixture {x.shape[0]}")
+        raise ValueError(
+            f"clue batch size {clue.shape[0]} does not match mixture {x.shape[0]}"
+        )
     if clue.shape[1] != x.shape[1]:
         raise ValueError(
             f"clue sequence has {clue.shape[1]} frames but the mixture features have {x.shape[1]}"
         )
     if clue.shape[2] != d_clue:
-        raise ValueError(f"clue has {clue.shape[2]} features, the fusion expects d_clue={d_clue}")
+        raise ValueError(
+            f"clue has {clue.shape[2]} features, the fusion expects d_clue={d_clue}"
+        )
 
 
 class CrossMambaFusion(SBCrossMambaBlock):
     """CrossMamba fusion (the paper's module): ``num_layers`` (bi)directional CrossMamba blocks.
 
-    Arguments are those of :class:`SBCrossMambaBlock` (``num_layers``, ``d_model``, ``d_clue``,
-    ``d_state``, ``bidirectional``, ...).
+    Arguments
+    ---------
+    num_layers, d_model, d_clue, **kwargs
+        Those of :class:`SBCrossMambaBlock`.
 
     Example
     -------
@@ -63,6 +83,18 @@ class CrossMambaFusion(SBCrossMambaBlock):
         self.d_clue = d_model if d_clue is None else d_clue
 
     def forward(self, x, clue, mask=None):
+        """Fuses ``clue`` into ``x`` (see the module docstring).
+
+        Arguments
+        ---------
+        x, clue, mask
+            The mixture [B, L, N], the clue [B, L, C] and the valid frames [B, L] (optional).
+
+        Returns
+        -------
+        torch.Tensor
+            [B, L, N].
+        """
         check_pair(x, clue, self.d_clue)
         return super().forward(x, clue, mask=mask)
 
@@ -97,16 +129,42 @@ class CrossAttentionFusion(nn.Module):
     def __init__(self, d_model, d_clue=None, nhead=8, d_ffn=0, dropout=0.0):
         super().__init__()
         self.d_clue = d_model if d_clue is None else d_clue
-        self.query = nn.Linear(self.d_clue, d_model) if self.d_clue != d_model else nn.Identity()
+        self.query = (
+            nn.Linear(self.d_clue, d_model)
+            if self.d_clue != d_model
+            else nn.Identity()
+        )
         self.attn = MultiheadAttention(nhead, d_model, dropout=dropout)
         self.norm = nn.LayerNorm(d_model)
-        self.ffn = PositionalwiseFeedForward(d_ffn, input_size=d_model, dropout=dropout) if d_ffn else None
+        self.ffn = (
+            PositionalwiseFeedForward(
+                d_ffn, input_size=d_model, dropout=dropout
+            )
+            if d_ffn
+            else None
+        )
         self.norm_ffn = nn.LayerNorm(d_model) if d_ffn else None
 
     def forward(self, x, clue, mask=None):
+        """Fuses ``clue`` into ``x`` (see the module docstring).
+
+        Arguments
+        ---------
+        x, clue, mask
+            The mixture [B, L, N], the clue [B, L, C] and the valid frames [B, L] (optional).
+
+        Returns
+        -------
+        torch.Tensor
+            [B, L, N].
+        """
         check_pair(x, clue, self.d_clue)
         out = self.attn(
-            self.query(clue), x, x, key_padding_mask=key_padding_mask(mask), return_attn_weights=False
+            self.query(clue),
+            x,
+            x,
+            key_padding_mask=key_padding_mask(mask),
+            return_attn_weights=False,
         )
         x = self.norm(x + out)
         if self.ffn is not None:
@@ -137,15 +195,35 @@ class MambaFusion(nn.Module):
     torch.Size([2, 30, 16])
     """
 
-    def __init__(self, d_model, d_clue=None, combine="add", num_layers=1, **mamba_kwargs):
+    def __init__(
+        self, d_model, d_clue=None, combine="add", num_layers=1, **mamba_kwargs
+    ):
         super().__init__()
         self.d_clue = d_model if d_clue is None else d_clue
         if combine not in ("add", "concat"):
-            raise ValueError(f"combine must be 'add' or 'concat', got {combine!r}")
-        self.combine = ConcatFusion(d_model, d_clue) if combine == "concat" else AddFusion(d_model, d_clue)
+            raise ValueError(
+                f"combine must be 'add' or 'concat', got {combine!r}"
+            )
+        self.combine = (
+            ConcatFusion(d_model, d_clue)
+            if combine == "concat"
+            else AddFusion(d_model, d_clue)
+        )
         self.mamba = SBMambaBlock(num_layers, d_model, **mamba_kwargs)
 
     def forward(self, x, clue, mask=None):
+        """Fuses ``clue`` into ``x`` (see the module docstring).
+
+        Arguments
+        ---------
+        x, clue, mask
+            The mixture [B, L, N], the clue [B, L, C] and the valid frames [B, L] (optional).
+
+        Returns
+        -------
+        torch.Tensor
+            [B, L, N].
+        """
         return self.mamba(self.combine(x, clue), mask=mask)
 
 
@@ -158,12 +236,29 @@ class _FrameFusion(nn.Module):
         self.proj = nn.Linear(d_in or self.d_clue, d_out or d_model)
 
     def forward(self, x, clue, mask=None):
+        """Fuses ``clue`` into ``x`` (see the module docstring).
+
+        Arguments
+        ---------
+        x, clue, mask
+            The mixture [B, L, N], the clue [B, L, C] and the valid frames [B, L] (optional).
+
+        Returns
+        -------
+        torch.Tensor
+            [B, L, N].
+        """
         check_pair(x, clue, self.d_clue)
         return self.fuse(x, clue)
 
 
 class AddFusion(_FrameFusion):
     """``x + W·clue``.
+
+    Arguments
+    ---------
+    d_model, d_clue : int
+        Mixture and clue sizes (``d_clue`` defaults to ``d_model``).
 
     Example
     -------
@@ -172,11 +267,28 @@ class AddFusion(_FrameFusion):
     """
 
     def fuse(self, x, clue):
+        """The fusion of checked inputs.
+
+        Arguments
+        ---------
+        x, clue : torch.Tensor
+            The mixture [B, L, N] and the clue [B, L, C].
+
+        Returns
+        -------
+        torch.Tensor
+            [B, L, N].
+        """
         return x + self.proj(clue)
 
 
 class MultiplyFusion(_FrameFusion):
     """``x ⊙ W·clue`` (SpeakerBeam's multiplicative adaptation).
+
+    Arguments
+    ---------
+    d_model, d_clue : int
+        Mixture and clue sizes (``d_clue`` defaults to ``d_model``).
 
     Example
     -------
@@ -185,11 +297,28 @@ class MultiplyFusion(_FrameFusion):
     """
 
     def fuse(self, x, clue):
+        """The fusion of checked inputs.
+
+        Arguments
+        ---------
+        x, clue : torch.Tensor
+            The mixture [B, L, N] and the clue [B, L, C].
+
+        Returns
+        -------
+        torch.Tensor
+            [B, L, N].
+        """
         return x * self.proj(clue)
 
 
 class ConcatFusion(_FrameFusion):
     """``W·[x; clue]``, back to the mixture's size.
+
+    Arguments
+    ---------
+    d_model, d_clue : int
+        Mixture and clue sizes (``d_clue`` defaults to ``d_model``).
 
     Example
     -------
@@ -202,11 +331,28 @@ class ConcatFusion(_FrameFusion):
         super().__init__(d_model, d_clue, d_in=d_model + d_clue)
 
     def fuse(self, x, clue):
+        """The fusion of checked inputs.
+
+        Arguments
+        ---------
+        x, clue : torch.Tensor
+            The mixture [B, L, N] and the clue [B, L, C].
+
+        Returns
+        -------
+        torch.Tensor
+            [B, L, N].
+        """
         return self.proj(torch.cat([x, clue], dim=-1))
 
 
 class FiLMFusion(_FrameFusion):
     """Feature-wise linear modulation: ``(1 + γ(clue)) ⊙ x + β(clue)`` (identity-centred).
+
+    Arguments
+    ---------
+    d_model, d_clue : int
+        Mixture and clue sizes (``d_clue`` defaults to ``d_model``).
 
     Example
     -------
@@ -218,5 +364,17 @@ class FiLMFusion(_FrameFusion):
         super().__init__(d_model, d_clue, d_out=2 * d_model)
 
     def fuse(self, x, clue):
+        """The fusion of checked inputs.
+
+        Arguments
+        ---------
+        x, clue : torch.Tensor
+            The mixture [B, L, N] and the clue [B, L, C].
+
+        Returns
+        -------
+        torch.Tensor
+            [B, L, N].
+        """
         gamma, beta = self.proj(clue).chunk(2, dim=-1)
         return (1 + gamma) * x + beta

@@ -21,6 +21,10 @@ Backends:
 The default backend can be forced with the environment variable
 ``SB_CROSSMAMBA_SCAN_BACKEND`` or with :func:`set_default_backend`.
 
+The plain recurrences (the ``"ref"`` oracle, the scan from an initial state) and
+:func:`hidden_attention`, the scan as a dense matrix, are in :mod:`._scan_loops`
+(``hidden_attention`` is re-exported here); the argument checks are in :mod:`._scan_checks`.
+
 Authors
  * speechbrain-crossmamba contributors
 """
@@ -30,11 +34,19 @@ import importlib
 import os
 
 import torch
-import torch.nn.functional as F
 
-from speechbrain_crossmamba.nnet._cpu_kernels import cpu_kernels, cpu_kernels_error
+from speechbrain_crossmamba.nnet._cpu_kernels import (
+    cpu_kernels,
+    cpu_kernels_error,
+)
+from speechbrain_crossmamba.nnet._scan_checks import _check_shapes, _check_state
 from speechbrain_crossmamba.nnet._scan_cpu import scan_cpu
-from speechbrain_crossmamba.nnet._scan_torch import LOG_DECAY_MIN, scan_torch
+from speechbrain_crossmamba.nnet._scan_loops import (  # noqa: F401
+    _scan_from,
+    _scan_ref,
+    hidden_attention,
+)
+from speechbrain_crossmamba.nnet._scan_torch import scan_torch
 
 BACKENDS = ("auto", "cuda", "cpu", "torch", "ref")
 ENV_VAR = "SB_CROSSMAMBA_SCAN_BACKEND"
@@ -64,7 +76,13 @@ def set_default_backend(backend):
 
 
 def get_default_backend():
-    """Returns the backend that ``backend="auto"`` resolves through (before device checks)."""
+    """Returns the backend that ``backend="auto"`` resolves through (before device checks).
+
+    Returns
+    -------
+    str
+        One of ``BACKENDS``.
+    """
     if _default_backend is not None:
         return _default_backend
     return _check_name(os.environ.get(ENV_VAR, "auto") or "auto")
@@ -78,12 +96,24 @@ def _check_name(backend):
     return backend
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def optional_cuda_op(module, name):
     """Returns ``module.name`` from an optional CUDA package, or None when it does not import.
 
     mamba-ssm and causal-conv1d raise ImportError or OSError when their compiled extension
     is missing or broken; the result is cached so the import is tried once.
+
+    Arguments
+    ---------
+    module : str
+        The module to import.
+    name : str
+        The attribute.
+
+    Returns
+    -------
+    object or None
+        ``module.name``.
 
     Example
     -------
@@ -97,15 +127,32 @@ def optional_cuda_op(module, name):
 
 
 def _mamba_ssm_scan():
-    return optional_cuda_op("mamba_ssm.ops.selective_scan_interface", "selective_scan_fn")
+    return optional_cuda_op(
+        "mamba_ssm.ops.selective_scan_interface", "selective_scan_fn"
+    )
 
 
 def resolve_backend(backend, device):
     """Returns the concrete backend (``"cuda"``, ``"cpu"``, ``"torch"`` or ``"ref"``) for ``device``.
 
+    Arguments
+    ---------
+    backend : str
+        One of ``BACKENDS``; an unusable explicit choice raises a ``RuntimeError``.
+    device : torch.device
+        Where the tensors are.
+
+    Returns
+    -------
+    str
+        The backend.
+
     Example
     -------
-    >>> resolve_backend("auto", torch.device("cpu")) in ("cpu", "torch")  # "torch" if no compiler
+    >>> resolve_backend("auto", torch.device("cpu")) in (
+    ...     "cpu",
+    ...     "torch",
+    ... )  # "torch" if no compiler
     True
     """
     backend = _check_name(backend)
@@ -114,10 +161,16 @@ def resolve_backend(backend, device):
     if backend == "auto":
         if device.type == "cuda" and _mamba_ssm_scan() is not None:
             return "cuda"
-        return "cpu" if device.type == "cpu" and cpu_kernels() is not None else "torch"
+        return (
+            "cpu"
+            if device.type == "cpu" and cpu_kernels() is not None
+            else "torch"
+        )
     if backend == "cpu":
         if device.type != "cpu":
-            raise RuntimeError(f"selective-scan backend 'cpu' needs CPU tensors, got {device.type}")
+            raise RuntimeError(
+                f"selective-scan backend 'cpu' needs CPU tensors, got {device.type}"
+            )
         if cpu_kernels() is None:
             raise RuntimeError(
                 f"selective-scan backend 'cpu' is unavailable: {cpu_kernels_error()}"
@@ -192,7 +245,11 @@ def selective_scan(
     Example
     -------
     >>> b, d, n, L = 2, 8, 4, 50
-    >>> u, delta, z = torch.randn(b, d, L), torch.rand(b, d, L), torch.randn(b, d, L)
+    >>> u, delta, z = (
+    ...     torch.randn(b, d, L),
+    ...     torch.rand(b, d, L),
+    ...     torch.randn(b, d, L),
+    ... )
     >>> A = -torch.rand(d, n)
     >>> B, C = torch.randn(b, n, L), torch.randn(b, n, L)
     >>> out, h = selective_scan(u, delta, A, B, C, z=z, return_last_state=True)
@@ -201,10 +258,24 @@ def selective_scan(
     >>> ref = selective_scan(u, delta, A, B, C, z=z, backend="ref")
     >>> torch.allclose(out, ref, atol=1e-5)
     True
-    >>> first, h1 = selective_scan(u[..., :20], delta[..., :20], A, B[..., :20], C[..., :20],
-    ...                            z=z[..., :20], return_last_state=True)
-    >>> rest = selective_scan(u[..., 20:], delta[..., 20:], A, B[..., 20:], C[..., 20:],
-    ...                       z=z[..., 20:], initial_state=h1)
+    >>> first, h1 = selective_scan(
+    ...     u[..., :20],
+    ...     delta[..., :20],
+    ...     A,
+    ...     B[..., :20],
+    ...     C[..., :20],
+    ...     z=z[..., :20],
+    ...     return_last_state=True,
+    ... )
+    >>> rest = selective_scan(
+    ...     u[..., 20:],
+    ...     delta[..., 20:],
+    ...     A,
+    ...     B[..., 20:],
+    ...     C[..., 20:],
+    ...     z=z[..., 20:],
+    ...     initial_state=h1,
+    ... )
     >>> torch.allclose(torch.cat([first, rest], -1), out, atol=1e-5)
     True
     """
@@ -218,16 +289,38 @@ def selective_scan(
             return (y, last) if return_last_state else y
     if backend == "cuda":
         return _scan_cuda(
-            u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state
+            u,
+            delta,
+            A,
+            B,
+            C,
+            D,
+            z,
+            delta_bias,
+            delta_softplus,
+            return_last_state,
         )
     dtype = u.dtype
     B4 = B if B.dim() == 4 else B.unsqueeze(1)
     C4 = C if C.dim() == 4 else C.unsqueeze(1)
     with torch.autocast(u.device.type, enabled=False):
         if backend == "ref":
-            y, last = _scan_ref(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus)
+            y, last = _scan_ref(
+                u, delta, A, B4, C4, D, z, delta_bias, delta_softplus
+            )
         elif backend == "cpu":
-            args = (u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, initial_state)
+            args = (
+                u,
+                delta,
+                A,
+                B4,
+                C4,
+                D,
+                z,
+                delta_bias,
+                delta_softplus,
+                initial_state,
+            )
             y, last = scan_cpu(*args)
         else:
             f32 = lambda t: None if t is None else t.float()  # noqa: E731
@@ -237,111 +330,9 @@ def selective_scan(
     return (y, last.float()) if return_last_state else y
 
 
-def _scan_from(h0, u, delta, A, B, C, D, z, delta_bias, softplus):
-    """The recurrence from state ``h0``, one step at a time, in fp32, time-major.
-
-    Streaming chunks are short: this loop is 2-3x faster there than a blocked scan plus a
-    correction term for the initial state (measured at d=128, n=16, L=8 on 2 cores).
-    """
-    b, d, L = u.shape
-    n = A.shape[1]
-    with torch.autocast(u.device.type, enabled=False):
-        dt = delta.float() if delta_bias is None else delta.float() + delta_bias.float()[:, None]
-        dt = (_softplus(dt) if softplus else dt).permute(2, 0, 1).contiguous()  # (L, b, d)
-        C4 = C if C.dim() == 4 else C.unsqueeze(1)
-        B4 = B if B.dim() == 4 else B.unsqueeze(1)
-        g = B4.shape[1]
-        decay = torch.exp((dt[..., None] * A.float()).clamp_(min=LOG_DECAY_MIN)).view(L, b, g, d // g, n)
-        BT = B4.float().permute(3, 0, 1, 2).contiguous()[:, :, :, None, :]  # (L, b, g, 1, n)
-        uT = u.float().permute(2, 0, 1).contiguous()
-        x = (dt * uT).view(L, b, g, d // g, 1) * BT  # time-major inputs
-        states, h = [], h0.float().view(1, b, g, d // g, n)
-        # out of place, on size-1 slices: an exporter traces it to few plain ops (no scatters)
-        for x_t, a_t in zip(x.split(1), decay.split(1)):
-            h = torch.addcmul(x_t, a_t, h)
-            states.append(h)
-        h = torch.cat(states)
-        CT = C4.float().permute(3, 0, 1, 2)[..., None]  # (L, b, g, n, 1)
-        y = torch.matmul(h, CT).reshape(L, b, d).permute(1, 2, 0)
-        if D is not None:
-            y = y + D.float()[:, None] * u.float()
-        if z is not None:
-            y = y * F.silu(z.float())
-    return y.to(u.dtype), h[-1].reshape(b, d, n).clone()
-
-
-def _softplus(x):
-    """``F.softplus``; in an exported graph as Exp and Log (ONNX Runtime's Softplus operator is
-    scalar code: 90 us for 5.6k values, 8 ms chunks at 44.1 kHz)."""
-    if torch.compiler.is_exporting():
-        return torch.where(x > 20.0, x, torch.log(1.0 + torch.exp(x)))
-    return F.softplus(x)
-
-
-def _check_state(h0, u, A):
-    b, d, n = u.shape[0], u.shape[1], A.shape[1]
-    if h0.shape != (b, d, n):
-        raise ValueError(f"initial_state must be (b={b}, d={d}, n={n}), got {tuple(h0.shape)}")
-
-
-def _check_shapes(u, delta, A, B, C, D, z, delta_bias):
-    if u.dim() != 3 or delta.shape != u.shape:
-        raise ValueError(
-            f"u and delta must both be (b, d, L), got {tuple(u.shape)} and {tuple(delta.shape)}"
-        )
-    b, d, L = u.shape
-    if L == 0:
-        raise ValueError("selective_scan got an empty sequence (L = 0)")
-    if A.dim() != 2 or A.shape[0] != d:
-        raise ValueError(f"A must be (d={d}, n), got {tuple(A.shape)}")
-    n = A.shape[1]
-    for name, t in (("B", B), ("C", C)):
-        ok = t.dim() == 3 and t.shape == (b, n, L)
-        ok = ok or (t.dim() == 4 and t.shape[::2] == (b, n) and t.shape[3] == L)
-        if not ok:
-            raise ValueError(
-                f"{name} must be (b={b}, n={n}, L={L}) or (b, g, n, L), got {tuple(t.shape)}"
-            )
-        if t.dim() == 4 and d % t.shape[1] != 0:
-            raise ValueError(f"{name} has {t.shape[1]} groups, which do not divide d={d}")
-    if B.dim() == 4 and C.dim() == 4 and B.shape[1] != C.shape[1]:
-        raise ValueError("B and C must have the same number of groups")
-    if z is not None and z.shape != u.shape:
-        raise ValueError(f"z must be (b, d, L) = {tuple(u.shape)}, got {tuple(z.shape)}")
-    for name, t in (("D", D), ("delta_bias", delta_bias)):
-        if t is not None and t.shape != (d,):
-            raise ValueError(f"{name} must be (d={d},), got {tuple(t.shape)}")
-
-
-def _scan_ref(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
-    """The plain sequential recurrence in float64 (the oracle); B, C are (b, g, n, L)."""
-    u, delta, A, B, C, D, z, delta_bias = (
-        None if t is None else t.double() for t in (u, delta, A, B, C, D, z, delta_bias)
-    )
-    if delta_bias is not None:
-        delta = delta + delta_bias[:, None]
-    if delta_softplus:
-        delta = F.softplus(delta)
-    b, d, L = u.shape
-    g = B.shape[1]
-    Bd = B.repeat_interleave(d // g, dim=1)  # (b, d, n, L)
-    Cd = C.repeat_interleave(d // g, dim=1)
-    dA = torch.exp(delta[:, :, None, :] * A[None, :, :, None])  # (b, d, n, L)
-    dBu = (delta * u)[:, :, None, :] * Bd
-    h = u.new_zeros(b, d, A.shape[1])
-    ys = []
-    for a_t, x_t, c_t in zip(dA.unbind(-1), dBu.unbind(-1), Cd.unbind(-1)):
-        h = a_t * h + x_t
-        ys.append((h * c_t).sum(-1))
-    y = torch.stack(ys, dim=-1)
-    if D is not None:
-        y = y + D[:, None] * u
-    if z is not None:
-        y = y * F.silu(z)
-    return y, h
-
-
-def _scan_cuda(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state):
+def _scan_cuda(
+    u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state
+):
     """mamba-ssm's kernel, with its input contract: 4-D contiguous B/C in u's dtype, fp32 A/D/bias."""
     fn = _mamba_ssm_scan()
     B4 = (B if B.dim() == 4 else B.unsqueeze(1)).to(u.dtype).contiguous()
@@ -358,50 +349,3 @@ def _scan_cuda(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_
         delta_softplus,
         return_last_state,
     )
-
-
-def hidden_attention(delta, A, B, C, delta_bias=None, delta_softplus=False):
-    """Returns the dense hidden-attention matrix α of a selective scan (float64).
-
-    ``α[b, d, t, s] = Σ_n C_t[n] · exp(A[d, n] · Σ_{k=s+1..t} Δ'_k) · Δ'_s · B_s[n]`` for s ≤ t
-    and 0 above the diagonal, so that the scan gives ``y = α·u + D⊙u``. Memory is
-    O(b·d·n·L²): use it on short sequences, for visualisation and tests.
-
-    Arguments
-    ---------
-    delta, A, B, C, delta_bias, delta_softplus
-        As in :func:`selective_scan`.
-
-    Returns
-    -------
-    alpha : torch.Tensor
-        Shape (b, d, L, L), indexed [batch, channel, query time t, key time s].
-
-    Example
-    -------
-    >>> b, d, n, L = 1, 4, 3, 6
-    >>> u, delta = torch.randn(b, d, L), torch.rand(b, d, L)
-    >>> A, B, C = -torch.rand(d, n), torch.randn(b, n, L), torch.randn(b, n, L)
-    >>> alpha = hidden_attention(delta, A, B, C)
-    >>> y = torch.einsum("bdts,bds->bdt", alpha, u.double())
-    >>> torch.allclose(y.float(), selective_scan(u, delta, A, B, C), atol=1e-5)
-    True
-    """
-    delta, A, B, C = (t.double() for t in (delta, A, B, C))
-    if delta_bias is not None:
-        delta = delta + delta_bias.double()[:, None]
-    if delta_softplus:
-        delta = F.softplus(delta)
-    d, L = delta.shape[1], delta.shape[2]
-    B4 = B if B.dim() == 4 else B.unsqueeze(1)
-    C4 = C if C.dim() == 4 else C.unsqueeze(1)
-    Bd = B4.repeat_interleave(d // B4.shape[1], dim=1)  # (b, d, n, L)
-    Cd = C4.repeat_interleave(d // C4.shape[1], dim=1)
-    cum = delta.cumsum(-1)  # S_t = Σ_{k≤t} Δ'_k
-    gap = cum[:, :, :, None] - cum[:, :, None, :]  # S_t - S_s: (b, d, t, s)
-    causal = torch.ones(L, L, dtype=torch.bool, device=delta.device).tril()
-    gap = gap.masked_fill(~causal, float("inf"))
-    logdecay = (A[None, :, :, None, None] * gap[:, :, None]).clamp(min=LOG_DECAY_MIN)
-    decay = torch.exp(logdecay).masked_fill(~causal, 0.0)  # (b, d, n, t, s)
-    key = delta[:, :, None, :] * Bd  # (b, d, n, s)
-    return torch.einsum("bdnt,bdnts,bdns->bdts", Cd, decay, key)

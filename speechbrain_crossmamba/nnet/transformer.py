@@ -16,11 +16,31 @@ import math
 
 import torch
 import torch.nn as nn
-from speechbrain.nnet.attention import MultiheadAttention, PositionalwiseFeedForward
+
+from speechbrain.nnet.attention import (
+    MultiheadAttention,
+    PositionalwiseFeedForward,
+)
 
 
 def sinusoids(length, d_model, device=None, dtype=None):
-    """Sinusoidal positional encodings [1, length, d_model] (Vaswani et al.), computed on the fly.
+    """Sinusoidal positional encodings (Vaswani et al.), computed on the fly.
+
+    Arguments
+    ---------
+    length : int
+        Frames.
+    d_model : int
+        Feature size.
+    device : torch.device, optional
+        Where to compute them.
+    dtype : torch.dtype, optional
+        Output dtype (default: torch's default dtype).
+
+    Returns
+    -------
+    torch.Tensor
+        [1, length, d_model].
 
     Example
     -------
@@ -29,7 +49,8 @@ def sinusoids(length, d_model, device=None, dtype=None):
     """
     pos = torch.arange(length, device=device, dtype=torch.float32)[:, None]
     freq = torch.exp(
-        torch.arange(0, d_model, 2, device=device, dtype=torch.float32) * (-math.log(1e4) / d_model)
+        torch.arange(0, d_model, 2, device=device, dtype=torch.float32)
+        * (-math.log(1e4) / d_model)
     )
     pe = torch.zeros(length, d_model, device=device)
     pe[:, 0::2] = torch.sin(pos * freq)
@@ -43,6 +64,16 @@ def key_padding_mask(mask):
     Rows with no valid frame at all (e.g. a chunk made only of padding) attend to every frame
     instead, so that softmax never sees only -inf (which would give NaN); their outputs are
     padding and are never read.
+
+    Arguments
+    ---------
+    mask : torch.Tensor or None
+        [B, L] bool, True on valid frames.
+
+    Returns
+    -------
+    torch.Tensor or None
+        [B, L] bool, True where a key is ignored.
 
     Example
     -------
@@ -58,29 +89,62 @@ def key_padding_mask(mask):
 class TransformerLayer(nn.Module):
     """One Transformer encoder layer (self-attention, feed-forward), pre- or post-norm.
 
+    Arguments
+    ---------
+    d_model, nhead, d_ffn, dropout, activation, norm_before
+        As in :class:`TransformerBlock`.
+
     Example
     -------
     >>> TransformerLayer(16, 4, 32)(torch.randn(2, 10, 16)).shape
     torch.Size([2, 10, 16])
     """
 
-    def __init__(self, d_model, nhead, d_ffn, dropout=0.0, activation="relu", norm_before=True):
+    def __init__(
+        self,
+        d_model,
+        nhead,
+        d_ffn,
+        dropout=0.0,
+        activation="relu",
+        norm_before=True,
+    ):
         super().__init__()
         acts = {"relu": nn.ReLU, "gelu": nn.GELU}
         if activation not in acts:
-            raise ValueError(f"activation must be 'relu' or 'gelu', got {activation!r}")
+            raise ValueError(
+                f"activation must be 'relu' or 'gelu', got {activation!r}"
+            )
         self.attn = MultiheadAttention(nhead, d_model, dropout=dropout)
         self.ffn = PositionalwiseFeedForward(
-            d_ffn, input_size=d_model, dropout=dropout, activation=acts[activation]
+            d_ffn,
+            input_size=d_model,
+            dropout=dropout,
+            activation=acts[activation],
         )
         self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout)
         self.norm_before = norm_before
 
     def forward(self, x, key_padding=None):
-        """``x`` [B, L, N]; ``key_padding`` [B, L], True where a frame is padding."""
+        """Applies the layer.
+
+        Arguments
+        ---------
+        x : torch.Tensor
+            [B, L, N].
+        key_padding : torch.Tensor, optional
+            [B, L] bool, True where a frame is padding.
+
+        Returns
+        -------
+        torch.Tensor
+            [B, L, N].
+        """
         h = self.norm1(x) if self.norm_before else x
-        h = self.attn(h, h, h, key_padding_mask=key_padding, return_attn_weights=False)
+        h = self.attn(
+            h, h, h, key_padding_mask=key_padding, return_attn_weights=False
+        )
         x = x + self.dropout(h)
         x = x if self.norm_before else self.norm1(x)
         h = self.ffn(self.norm2(x) if self.norm_before else x)
@@ -131,14 +195,29 @@ class TransformerBlock(nn.Module):
     ):
         super().__init__()
         self.layers = nn.ModuleList(
-            TransformerLayer(d_model, nhead, d_ffn, dropout, activation, norm_before)
+            TransformerLayer(
+                d_model, nhead, d_ffn, dropout, activation, norm_before
+            )
             for _ in range(num_layers)
         )
         self.norm = nn.LayerNorm(d_model) if norm_before else nn.Identity()
         self.use_positional_encoding = use_positional_encoding
 
     def forward(self, x, mask=None):
-        """``x`` [B, L, N]; ``mask`` [B, L] marks valid frames (True)."""
+        """Applies the stack.
+
+        Arguments
+        ---------
+        x : torch.Tensor
+            [B, L, N].
+        mask : torch.Tensor, optional
+            [B, L] bool, True on valid frames.
+
+        Returns
+        -------
+        torch.Tensor
+            [B, L, N].
+        """
         if self.use_positional_encoding:
             x = x + sinusoids(x.shape[1], x.shape[2], x.device, x.dtype)
         pad = key_padding_mask(mask)

@@ -20,7 +20,8 @@ import torch
 import torch.nn as nn
 
 from speechbrain_crossmamba.checks import check_finite
-from speechbrain_crossmamba.lobes.models.extractor import TargetExtractor, build
+from speechbrain_crossmamba.lobes.models.extractor import TargetExtractor
+from speechbrain_crossmamba.lobes.models.host_parts import build
 
 
 class TSECausalModel(nn.Module):
@@ -48,10 +49,19 @@ class TSECausalModel(nn.Module):
 
     Example
     -------
-    >>> from speechbrain_crossmamba.nnet.streaming import CausalConvStack, CausalCrossMambaLayer
+    >>> from speechbrain_crossmamba.nnet.streaming import (
+    ...     CausalConvStack,
+    ...     CausalCrossMambaLayer,
+    ... )
     >>> from speechbrain_crossmamba.nnet.clue import QueryMaker
-    >>> net = TSECausalModel(16, 8, CausalConvStack(16, 2), CausalCrossMambaLayer(8, d_state=4),
-    ...                      num_layers=2, query=QueryMaker("modulate", d_clue=6, d_model=8))
+    >>> net = TSECausalModel(
+    ...     16,
+    ...     8,
+    ...     CausalConvStack(16, 2),
+    ...     CausalCrossMambaLayer(8, d_state=4),
+    ...     num_layers=2,
+    ...     query=QueryMaker("modulate", d_clue=6, d_model=8),
+    ... )
     >>> net(torch.randn(2, 16, 50), torch.randn(2, 6)).shape
     torch.Size([2, 16, 50])
     """
@@ -68,8 +78,22 @@ class TSECausalModel(nn.Module):
         return torch.relu(self.proj_out(q)).transpose(1, 2)
 
     def forward(self, x, clue, mask=None):
-        """``x`` [B, N_enc, F], clue vector [B, C]; ``mask`` is unused (a causal model never
-        lets padding at the end reach a valid frame)."""
+        """The mask of a whole signal.
+
+        Arguments
+        ---------
+        x : torch.Tensor
+            Filterbank output [B, N_enc, F].
+        clue : torch.Tensor
+            Clue vector [B, C].
+        mask : torch.Tensor, optional
+            Unused: a causal model never lets padding at the end reach a valid frame.
+
+        Returns
+        -------
+        torch.Tensor
+            The mask [B, N_enc, F].
+        """
         if clue.dim() != 2:
             raise ValueError(
                 "the streaming host takes a vector clue (label, enrollment or embedding), "
@@ -82,21 +106,60 @@ class TSECausalModel(nn.Module):
         return self._mask(q)
 
     def init_state(self, batch_size, device=None, fixed=False):
-        """Zero state: the encoder's conv histories and every decoder layer's state (with
-        ``fixed``, of a size that never changes, for a fixed-shape graph)."""
-        layers = [layer.init_state(batch_size, device, fixed=fixed) for layer in self.layers]
-        return {"encoder": self.encoder.init_state(batch_size, device), "layers": layers}
+        """Zero state: the encoder's conv histories and every decoder layer's state.
+
+        Arguments
+        ---------
+        batch_size : int
+            Streams in the batch.
+        device : torch.device, optional
+            Where the state lives.
+        fixed : bool
+            A state of a size that never changes (for a fixed-shape graph).
+
+        Returns
+        -------
+        dict
+            ``encoder`` and ``layers`` states.
+        """
+        layers = [
+            layer.init_state(batch_size, device, fixed=fixed)
+            for layer in self.layers
+        ]
+        return {
+            "encoder": self.encoder.init_state(batch_size, device),
+            "layers": layers,
+        }
 
     def forward_chunk(self, x, clue, state, frame_mask=None):
-        """The next frames ``x`` [B, N_enc, l] of a stream; returns (mask, new state).
+        """The next frames of a stream.
 
-        Frames where ``frame_mask`` [B, l] is False (only before every valid frame) are inert:
-        the state is as if the stream began after them, and their mask is 0."""
-        enc, enc_state = self.encoder.forward_chunk(x, state["encoder"], frame_mask)
+        Arguments
+        ---------
+        x : torch.Tensor
+            Filterbank frames [B, N_enc, l].
+        clue : torch.Tensor
+            Clue vector [B, C].
+        state : dict
+            From :meth:`init_state` or the previous call.
+        frame_mask : torch.Tensor, optional
+            [B, l] bool; False frames (only before every valid frame) are inert: the state is
+            as if the stream began after them, and their mask is 0.
+
+        Returns
+        -------
+        tuple
+            The mask [B, N_enc, l] and the new state.
+        """
+        enc, enc_state = self.encoder.forward_chunk(
+            x, state["encoder"], frame_mask
+        )
         mem = self.proj_in(enc.transpose(1, 2))
         q, layer_states = self.query(clue, mem), []
         for layer, layer_state in zip(self.layers, state["layers"]):
-            q, layer_state = layer.forward_chunk(q, mem, layer_state, frame_mask)
+            q, layer_state = layer.forward_chunk(
+                q, mem, layer_state, frame_mask
+            )
             layer_states.append(layer_state)
         est = self._mask(q)
         if frame_mask is not None:
@@ -107,18 +170,34 @@ class TSECausalModel(nn.Module):
 class StreamingExtractor(TargetExtractor):
     """A :class:`TargetExtractor` with a causal mask network, that can also run in a stream.
 
-    Arguments are those of :class:`TargetExtractor`; ``masknet`` must be causal and streamable
-    (:class:`TSECausalModel`), and the clue encoder must give a vector.
+    Arguments
+    ---------
+    encoder, masknet, decoder, clue_encoder, sample_rate
+        Those of :class:`TargetExtractor`; ``masknet`` must be causal and streamable
+        (:class:`TSECausalModel`), and the clue encoder must give a vector.
 
     Example
     -------
     >>> from speechbrain.lobes.models.dual_path import Encoder, Decoder
     >>> from speechbrain_crossmamba.nnet.clue import LabelEncoder, QueryMaker
-    >>> from speechbrain_crossmamba.nnet.streaming import CausalConvStack, CausalCrossMambaLayer
-    >>> masknet = TSECausalModel(16, 8, CausalConvStack(16, 2), CausalCrossMambaLayer(8, d_state=4),
-    ...                          2, QueryMaker("modulate", d_clue=8, d_model=8))
-    >>> model = StreamingExtractor(Encoder(16, 16), masknet, Decoder(16, 1, 16, stride=8, bias=False),
-    ...                            LabelEncoder(num_classes=5, d_clue=8))
+    >>> from speechbrain_crossmamba.nnet.streaming import (
+    ...     CausalConvStack,
+    ...     CausalCrossMambaLayer,
+    ... )
+    >>> masknet = TSECausalModel(
+    ...     16,
+    ...     8,
+    ...     CausalConvStack(16, 2),
+    ...     CausalCrossMambaLayer(8, d_state=4),
+    ...     2,
+    ...     QueryMaker("modulate", d_clue=8, d_model=8),
+    ... )
+    >>> model = StreamingExtractor(
+    ...     Encoder(16, 16),
+    ...     masknet,
+    ...     Decoder(16, 1, 16, stride=8, bias=False),
+    ...     LabelEncoder(num_classes=5, d_clue=8),
+    ... )
     >>> mix, label = torch.randn(1, 1000), torch.tensor([3])
     >>> chunks = mix.split(64, dim=1)  # 8 ms at 8 kHz
     >>> streamed = torch.cat(list(model.extract_stream(chunks, label)), dim=1)
@@ -126,7 +205,9 @@ class StreamingExtractor(TargetExtractor):
     True
     """
 
-    def __init__(self, encoder, masknet, decoder, clue_encoder, sample_rate=8000):
+    def __init__(
+        self, encoder, masknet, decoder, clue_encoder, sample_rate=8000
+    ):
         super().__init__(encoder, masknet, decoder, clue_encoder, sample_rate)
         if not hasattr(self.masknet, "forward_chunk"):
             raise ValueError(
@@ -141,16 +222,33 @@ class StreamingExtractor(TargetExtractor):
 
     def init_state(self, clue, clue_lengths=None):
         """The state before the first sample: the encoded clue, the mask network's state,
-        the input not yet made into frames, and the overlap-add tail of the output."""
+        the input not yet made into frames, and the overlap-add tail of the output.
+
+        Arguments
+        ---------
+        clue : torch.Tensor
+            The clue of the stream, as ``forward`` takes it.
+        clue_lengths : torch.Tensor, optional
+            Relative lengths of enrollment clues.
+
+        Returns
+        -------
+        dict
+            The state.
+        """
         clue = self.encode_clue(clue, clue_lengths)
         if clue.dim() != 2:
-            raise ValueError(f"the streaming host takes a vector clue, got shape {tuple(clue.shape)}")
+            raise ValueError(
+                f"the streaming host takes a vector clue, got shape {tuple(clue.shape)}"
+            )
         batch, device = clue.shape[0], clue.device
         return {
             "clue": clue,
             "masknet": self.masknet.init_state(batch, device),
             "buffer": torch.zeros(batch, 0, device=device),
-            "tail": torch.zeros(batch, self.kernel - self.stride, device=device),
+            "tail": torch.zeros(
+                batch, self.kernel - self.stride, device=device
+            ),
             "frames": 0,  # frames made so far
             "received": 0,  # samples received so far
         }
@@ -164,21 +262,37 @@ class StreamingExtractor(TargetExtractor):
         )
         wav = self.decoder(feats * est).reshape(segment.shape[0], -1)
         overlap = self.kernel - self.stride
-        wav = torch.cat([wav[:, :overlap] + state["tail"], wav[:, overlap:]], dim=1)
+        wav = torch.cat(
+            [wav[:, :overlap] + state["tail"], wav[:, overlap:]], dim=1
+        )
         m = feats.shape[-1]
         state.update(masknet=masknet_state, tail=wav[:, m * self.stride :])
         state["frames"] += m
         return wav[:, : m * self.stride]
 
     def forward_chunk(self, chunk, state):
-        """Takes the next samples ``chunk`` [B, l] (or [l]) of the stream.
+        """Takes the next samples of the stream.
 
-        Returns (the output samples made final by it, [B, l'], possibly empty; the new state).
         The state passed in is left as it was. Over a stream, the outputs of
         :meth:`forward_chunk` then :meth:`flush` concatenate to ``forward`` of the whole signal.
+
+        Arguments
+        ---------
+        chunk : torch.Tensor
+            The next samples [B, l] (or [l]), floating point.
+        state : dict
+            From :meth:`init_state` or the previous call.
+
+        Returns
+        -------
+        tuple
+            The output samples made final by the chunk ([B, l'], possibly empty) and the new
+            state.
         """
         if not torch.is_tensor(chunk) or not chunk.is_floating_point():
-            raise ValueError("a chunk must be a floating-point tensor (scale int16 PCM by 1/32768)")
+            raise ValueError(
+                "a chunk must be a floating-point tensor (scale int16 PCM by 1/32768)"
+            )
         chunk = chunk[None] if chunk.dim() == 1 else chunk
         if chunk.dim() != 2 or chunk.shape[0] != state["buffer"].shape[0]:
             raise ValueError(
@@ -189,26 +303,51 @@ class StreamingExtractor(TargetExtractor):
         state = dict(state)  # every entry is replaced, never changed in place
         buffer = torch.cat([state["buffer"], chunk.to(state["buffer"])], dim=1)
         state["received"] += chunk.shape[1]
-        m = 0 if buffer.shape[1] < self.kernel else (buffer.shape[1] - self.kernel) // self.stride + 1
+        m = (
+            0
+            if buffer.shape[1] < self.kernel
+            else (buffer.shape[1] - self.kernel) // self.stride + 1
+        )
         out = buffer.new_zeros(buffer.shape[0], 0)
         if m:
-            out = self._frames(buffer[:, : (m - 1) * self.stride + self.kernel], state)
+            out = self._frames(
+                buffer[:, : (m - 1) * self.stride + self.kernel], state
+            )
             buffer = buffer[:, m * self.stride :]
         state["buffer"] = buffer
         return out, state
 
     def flush(self, state):
         """Ends the stream: pads the last frame with zeros, as ``forward`` does, and returns the
-        rest of the output, so that the whole output has the input's length."""
+        rest of the output, so that the whole output has the input's length.
+
+        Arguments
+        ---------
+        state : dict
+            The state after the last chunk.
+
+        Returns
+        -------
+        torch.Tensor
+            The last output samples [B, l'].
+        """
         state, total = dict(state), state["received"]
         if total == 0:
-            raise ValueError("the mixture stream is empty: no samples were given")
+            raise ValueError(
+                "the mixture stream is empty: no samples were given"
+            )
         emitted = state["frames"] * self.stride
         needed = int(self.frames(total)) - state["frames"]
         out = state["buffer"].new_zeros(state["buffer"].shape[0], 0)
         if needed > 0:
-            pad = (needed - 1) * self.stride + self.kernel - state["buffer"].shape[1]
-            out = self._frames(torch.nn.functional.pad(state["buffer"], (0, pad)), state)
+            pad = (
+                (needed - 1) * self.stride
+                + self.kernel
+                - state["buffer"].shape[1]
+            )
+            out = self._frames(
+                torch.nn.functional.pad(state["buffer"], (0, pad)), state
+            )
         return torch.cat([out, state["tail"]], dim=1)[:, : total - emitted]
 
     @torch.no_grad()

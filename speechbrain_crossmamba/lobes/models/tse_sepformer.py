@@ -20,9 +20,9 @@ Authors
 """
 
 import torch
-from speechbrain.lobes.models.dual_path import Dual_Path_Model
 
-from speechbrain_crossmamba.lobes.models.extractor import (
+from speechbrain.lobes.models.dual_path import Dual_Path_Model
+from speechbrain_crossmamba.lobes.models.host_parts import (
     build,
     fusion_points,
     layer_indices,
@@ -31,7 +31,11 @@ from speechbrain_crossmamba.lobes.models.extractor import (
 )
 from speechbrain_crossmamba.nnet.cross_mamba import align_clue
 
-POSITIONS = {"intra": ("intra",), "inter": ("inter",), "both": ("intra", "inter")}
+POSITIONS = {
+    "intra": ("intra",),
+    "inter": ("inter",),
+    "both": ("intra", "inter"),
+}
 
 
 class TSEDualPathModel(Dual_Path_Model):
@@ -62,8 +66,9 @@ class TSEDualPathModel(Dual_Path_Model):
         identity at every fusion point (see ``FusionPoint``).
     gate_scale : float
         How fast the gates can open (see ``FusionPoint``).
-    num_layers, norm, K, skip_around_intra, linear_layer_after_inter_intra, use_global_pos_enc,
-    max_length
+    num_layers, norm, K, max_length
+        As SpeechBrain's ``Dual_Path_Model``.
+    skip_around_intra, linear_layer_after_inter_intra, use_global_pos_enc
         As SpeechBrain's ``Dual_Path_Model``.
 
     Example
@@ -71,8 +76,16 @@ class TSEDualPathModel(Dual_Path_Model):
     >>> from speechbrain_crossmamba.nnet.mamba import SBMambaBlock
     >>> from speechbrain_crossmamba.nnet.fusion import CrossMambaFusion
     >>> block = SBMambaBlock(1, 16, d_state=4)
-    >>> net = TSEDualPathModel(32, 16, block, block, CrossMambaFusion(1, 16, 8, d_state=4),
-    ...                        num_layers=2, K=20, fusion_at="both")
+    >>> net = TSEDualPathModel(
+    ...     32,
+    ...     16,
+    ...     block,
+    ...     block,
+    ...     CrossMambaFusion(1, 16, 8, d_state=4),
+    ...     num_layers=2,
+    ...     K=20,
+    ...     fusion_at="both",
+    ... )
     >>> net(torch.randn(2, 32, 100), torch.randn(2, 8)).shape
     torch.Size([2, 32, 100])
     """
@@ -99,7 +112,9 @@ class TSEDualPathModel(Dual_Path_Model):
         max_length=20000,
     ):
         if fusion_at not in POSITIONS:
-            raise ValueError(f"fusion_at must be 'intra', 'inter' or 'both', got {fusion_at!r}")
+            raise ValueError(
+                f"fusion_at must be 'intra', 'inter' or 'both', got {fusion_at!r}"
+            )
         super().__init__(
             in_channels,
             out_channels,
@@ -114,17 +129,29 @@ class TSEDualPathModel(Dual_Path_Model):
             use_global_pos_enc=use_global_pos_enc,
             max_length=max_length,
         )
-        keys = [f"{i}_{w}" for i in layer_indices(fusion_layers, num_layers) for w in POSITIONS[fusion_at]]
-        self.fusions = fusion_points(fusion, query, keys, gate=fusion_gate, gate_scale=gate_scale)
+        keys = [
+            f"{i}_{w}"
+            for i in layer_indices(fusion_layers, num_layers)
+            for w in POSITIONS[fusion_at]
+        ]
+        self.fusions = fusion_points(
+            fusion, query, keys, gate=fusion_gate, gate_scale=gate_scale
+        )
 
     def _clue_rows(self, clue, where, frames, K, S):
         """The clue on the rows of the intra ([B*S, K]) or inter ([B*K, S]) sequences."""
-        if clue is None:  # plain separation: the fusion points pass their input through
+        if (
+            clue is None
+        ):  # plain separation: the fusion points pass their input through
             return None
-        if clue.dim() == 2:  # a vector: the query maker broadcasts it along the axis
+        if (
+            clue.dim() == 2
+        ):  # a vector: the query maker broadcasts it along the axis
             return clue.repeat_interleave(S if where == "intra" else K, dim=0)
         if where == "inter":  # a sequence meets the chunk axis
-            return align_clue(clue, S, interpolate=True).repeat_interleave(K, dim=0)
+            return align_clue(clue, S, interpolate=True).repeat_interleave(
+                K, dim=0
+            )
         seq = align_clue(clue, frames, interpolate=True).transpose(1, 2)
         seg, _ = self._Segmentation(seq, self.K)  # [B, C, K, S]
         return seg.permute(0, 3, 2, 1).reshape(-1, K, seg.shape[1])
@@ -133,7 +160,9 @@ class TSEDualPathModel(Dual_Path_Model):
         """Fusion point (if any), sequence model and linear layer on the intra or inter rows."""
         key = f"{i}_{where}"
         if key in self.fusions:
-            rows = self.fusions[key](rows, self._clue_rows(clue, where, frames, K, S), mask)
+            rows = self.fusions[key](
+                rows, self._clue_rows(clue, where, frames, K, S), mask
+            )
         rows = run_sequence_model(getattr(block, f"{where}_mdl"), rows, mask)
         if block.linear_layer_after_inter_intra:
             rows = getattr(block, f"{where}_linear")(rows)
@@ -148,14 +177,18 @@ class TSEDualPathModel(Dual_Path_Model):
         m_intra = mask[:, 0].transpose(1, 2).reshape(B * S, K) > 0.5
         m_inter = mask[:, 0].reshape(B * K, S) > 0.5
         intra = x.permute(0, 3, 2, 1).reshape(B * S, K, N)
-        intra = self._path(i, "intra", block, intra, clue, frames, K, S, m_intra)
+        intra = self._path(
+            i, "intra", block, intra, clue, frames, K, S, m_intra
+        )
         intra = intra.reshape(B, S, K, N).permute(0, 3, 2, 1)
         if block.norm is not None:
             intra = masked_norm(block.intra_norm, intra, mask)
         if block.skip_around_intra:
             intra = intra + x
         inter = intra.permute(0, 2, 3, 1).reshape(B * K, S, N)
-        inter = self._path(i, "inter", block, inter, clue, frames, K, S, m_inter)
+        inter = self._path(
+            i, "inter", block, inter, clue, frames, K, S, m_inter
+        )
         inter = inter.reshape(B, K, S, N).permute(0, 3, 1, 2)
         if block.norm is not None:
             inter = masked_norm(block.inter_norm, inter, mask)
@@ -180,12 +213,16 @@ class TSEDualPathModel(Dual_Path_Model):
             The mask [B, in_channels, L], or [B, num_spks, in_channels, L].
         """
         B, _, frames = x.shape
-        if mask is None:  # chunk padding must never count, with or without batch padding
+        if (
+            mask is None
+        ):  # chunk padding must never count, with or without batch padding
             mask = torch.ones(B, frames, dtype=torch.bool, device=x.device)
         fmask = mask[:, None, :].to(x.dtype)
         x = self.conv1d(masked_norm(self.norm, x, fmask))
         if self.use_global_pos_enc:
-            x = self.pos_enc(x.transpose(1, -1)).transpose(1, -1) + x * (x.size(1) ** 0.5)
+            x = self.pos_enc(x.transpose(1, -1)).transpose(1, -1) + x * (
+                x.size(1) ** 0.5
+            )
         x, gap = self._Segmentation(x, self.K)
         seg_mask = self._Segmentation(fmask, self.K)[0]
         for i, block in enumerate(self.dual_mdl):
@@ -195,4 +232,8 @@ class TSEDualPathModel(Dual_Path_Model):
         x = self._over_add(x, gap)
         x = self.end_conv1x1(self.output(x) * self.output_gate(x))
         x = self.activation(x)
-        return x if self.num_spks == 1 else x.reshape(B, self.num_spks, *x.shape[1:])
+        return (
+            x
+            if self.num_spks == 1
+            else x.reshape(B, self.num_spks, *x.shape[1:])
+        )

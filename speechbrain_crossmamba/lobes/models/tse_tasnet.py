@@ -12,9 +12,9 @@ Authors
 
 import torch  # noqa: F401  (used by the doctest example)
 import torch.nn as nn
-from speechbrain.lobes.models.dual_path import select_norm
 
-from speechbrain_crossmamba.lobes.models.extractor import (
+from speechbrain.lobes.models.dual_path import select_norm
+from speechbrain_crossmamba.lobes.models.host_parts import (
     build,
     fusion_points,
     layer_indices,
@@ -56,8 +56,14 @@ class TSESinglePathModel(nn.Module):
     -------
     >>> from speechbrain_crossmamba.nnet.mamba import SBMambaBlock
     >>> from speechbrain_crossmamba.nnet.fusion import CrossMambaFusion
-    >>> net = TSESinglePathModel(32, 16, SBMambaBlock(1, 16, d_state=4), num_layers=2,
-    ...                          fusion=CrossMambaFusion(1, 16, 8, d_state=4), fusion_layers="first")
+    >>> net = TSESinglePathModel(
+    ...     32,
+    ...     16,
+    ...     SBMambaBlock(1, 16, d_state=4),
+    ...     num_layers=2,
+    ...     fusion=CrossMambaFusion(1, 16, 8, d_state=4),
+    ...     fusion_layers="first",
+    ... )
     >>> net(torch.randn(2, 32, 100), torch.randn(2, 8)).shape
     torch.Size([2, 32, 100])
     """
@@ -81,14 +87,31 @@ class TSESinglePathModel(nn.Module):
         self.conv1d = nn.Conv1d(in_channels, out_channels, 1, bias=False)
         self.layers = nn.ModuleList(build(block) for _ in range(num_layers))
         keys = map(str, layer_indices(fusion_layers, num_layers))
-        self.fusions = fusion_points(fusion, query, keys, gate=fusion_gate, gate_scale=gate_scale)
+        self.fusions = fusion_points(
+            fusion, query, keys, gate=fusion_gate, gate_scale=gate_scale
+        )
         self.num_spks = num_spks
         self.prelu = nn.PReLU()
         self.mask_conv = nn.Conv1d(out_channels, in_channels * num_spks, 1)
         self.activation = nn.ReLU()
 
     def forward(self, x, clue, mask=None):
-        """``x`` [B, in_channels, L], ``clue`` [B, C], [B, Lc, C] or None, ``mask`` [B, L] -> mask."""
+        """Predicts the masks.
+
+        Arguments
+        ---------
+        x : torch.Tensor
+            Encoder output [B, in_channels, L].
+        clue : torch.Tensor or None
+            Encoded clue [B, C] or [B, Lc, C]; None bypasses the fusion points.
+        mask : torch.Tensor, optional
+            [B, L] bool, True on valid frames.
+
+        Returns
+        -------
+        torch.Tensor
+            [B, in_channels, L], or [B, num_spks, in_channels, L].
+        """
         fmask = None if mask is None else mask[:, None, :].to(x.dtype)
         x = self.conv1d(masked_norm(self.norm, x, fmask)).transpose(1, 2)
         for i, layer in enumerate(self.layers):
@@ -96,4 +119,8 @@ class TSESinglePathModel(nn.Module):
                 x = self.fusions[str(i)](x, clue, mask)
             x = run_sequence_model(layer, x, mask)
         x = self.activation(self.mask_conv(self.prelu(x.transpose(1, 2))))
-        return x if self.num_spks == 1 else x.reshape(x.shape[0], self.num_spks, -1, x.shape[-1])
+        return (
+            x
+            if self.num_spks == 1
+            else x.reshape(x.shape[0], self.num_spks, -1, x.shape[-1])
+        )
