@@ -3,15 +3,21 @@
 import csv
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = [
-    "--N=16", "--K=20", "--num_layers=1", "--block_layers=1", "--mamba_block_layers=1",
-    "--nhead=2", "--d_ffn=32", "--number_of_epochs=1", "--batch_size=2", "--num_workers=0",
-    "--n_examples=1", "--noprogressbar",
-]
+RECIPES = ("LibriMix", "WSJ0Mix", "FSDSoundScapes")
+# Tiny model sizes; each run passes the ones its YAML has (a YAML only holds the sizes its
+# model uses: no nhead in a Mamba model, no mamba_block_layers in a Transformer).
+TINY = ["--N=16", "--K=20", "--num_layers=1", "--block_layers=1", "--mamba_block_layers=1", "--nhead=2", "--d_ffn=32"]
+TINY_STREAMING = ["--N=16", "--N_encoder=16", "--encoder_layers=2", "--decoder_layers=1", "--nhead=2", "--d_ffn=32"]
+RUN = ["--number_of_epochs=1", "--batch_size=2", "--num_workers=0", "--n_examples=1", "--noprogressbar"]
+# What SpeechBrain's recipe tests look for in the output folder (train.py is copied by
+# sb.create_experiment_directory from the calling module).
+OUTPUT_FILES = ["test_results.csv", "train_log.txt", "log.txt", "env.log", "train.py", "hyperparams.yaml",
+                "pretrained/extractor.ckpt", "pretrained/hyperparams.yaml"]
 
 
 def recipe_folder(recipe):
@@ -26,6 +32,23 @@ def load_prepare(recipe, name):
     return module
 
 
+def yaml_keys(path):
+    """The top-level keys of a YAML file, in order."""
+    with open(path, encoding="utf-8") as f:
+        return re.findall(r"^([A-Za-z_]\w*):", f.read(), flags=re.MULTILINE)
+
+
+def sizes_for(recipe, yaml, sizes):
+    """The ``--key=value`` options of ``sizes`` whose key the recipe's YAML has."""
+    keys = set(yaml_keys(os.path.join(recipe_folder(recipe), "hparams", yaml)))
+    return [arg for arg in sizes if arg[2:].split("=")[0] in keys]
+
+
+def tiny_sizes(recipe, yaml):
+    """The tiny model sizes for ``yaml`` (dual path or streaming)."""
+    return sizes_for(recipe, yaml, TINY_STREAMING if yaml.startswith("streaming") else TINY)
+
+
 def run_recipe(recipe, args, yaml="crossmamba_tse.yaml"):
     """``python train.py hparams/<yaml> <args>`` from the recipe's folder; the completed process."""
     cmd = [sys.executable, "train.py", os.path.join("hparams", yaml), *args]
@@ -33,24 +56,20 @@ def run_recipe(recipe, args, yaml="crossmamba_tse.yaml"):
     return subprocess.run(cmd, cwd=recipe_folder(recipe), capture_output=True, text=True, env=env, timeout=600)
 
 
-TINY_STREAMING = [
-    "--N=16", "--N_encoder=16", "--encoder_layers=2", "--decoder_layers=1", "--nhead=2",
-    "--d_ffn=32", "--number_of_epochs=1", "--batch_size=2", "--num_workers=0", "--n_examples=1",
-    "--noprogressbar",
-]
-
-
-def train_tiny(recipe, data_folder, output_folder, yaml="crossmamba_tse.yaml", extra=(), tiny=TINY):
+def train_tiny(recipe, data_folder, output_folder, yaml="crossmamba_tse.yaml", extra=()):
     """One tiny epoch, test and export through the recipe; returns the test ``avg`` row."""
-    args = [f"--data_folder={data_folder}", f"--output_folder={output_folder}", *tiny, *extra]
-    proc = run_recipe(recipe, args, yaml)
+    args = [f"--data_folder={data_folder}", f"--output_folder={output_folder}", *tiny_sizes(recipe, yaml), *RUN]
+    proc = run_recipe(recipe, [*args, *extra], yaml)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    missing = [f for f in OUTPUT_FILES if not os.path.isfile(os.path.join(output_folder, f))]
+    assert not missing, missing
+    with open(os.path.join(output_folder, "train.py")) as copied, open(os.path.join(recipe_folder(recipe), "train.py")) as f:
+        assert copied.read() == f.read()  # the recipe's own script, not a shared one
     assert "epoch: 1" in open(os.path.join(output_folder, "train_log.txt")).read()
     assert any(name.startswith("CKPT") for name in os.listdir(os.path.join(output_folder, "save")))
     with open(os.path.join(output_folder, "test_results.csv")) as f:
         rows = list(csv.DictReader(f))
     assert rows[-1]["ID"] == "avg" and len(rows) > 1
-    assert os.path.isfile(os.path.join(output_folder, "pretrained", "extractor.ckpt"))
     return rows[-1]
 
 

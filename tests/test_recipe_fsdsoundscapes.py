@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from recipe_helpers import TINY, TINY_STREAMING, extract_with_pretrained, load_prepare, train_tiny
+from recipe_helpers import extract_with_pretrained, load_prepare, train_tiny
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 prep = load_prepare("FSDSoundScapes", "prepare_fsdsoundscapes")
@@ -466,16 +466,18 @@ def test_missing_scaper_and_stereo(corpus, tmp_path, monkeypatch, no_scaper):
 
 @pytest.mark.parametrize("yaml", ["crossmamba_tse.yaml", "streaming_crossmamba.yaml"])
 def test_one_tiny_epoch_through_train_py(tmp_path, no_scaper, yaml):
-    root = str(tmp_path / "data")
+    root, rendered = str(tmp_path / "data"), str(tmp_path / "rendered")
     make_fsdsoundscapes(root, seconds=1.0, sample_rate=44100)
-    prerender(root, os.path.join(root, "FSDSoundScapes_prepared"))  # the YAML's prepared_folder
+    prerender(root, rendered)  # rendered once, outside data_folder, and only read by the run
+    before = sorted(os.walk(root))
     out = str(tmp_path / "run")
-    streaming = yaml.startswith("streaming")
-    train_tiny("FSDSoundScapes", root, out, yaml, tiny=TINY_STREAMING if streaming else TINY)
-    mixture = read_rows(os.path.join(root, "FSDSoundScapes_prepared", "fsdsoundscapes_test.csv"))[0]["mix_wav"]
+    train_tiny("FSDSoundScapes", root, out, yaml, extra=[f"--prepared_folder={rendered}"])
+    assert sorted(os.walk(root)) == before and sorted(os.listdir(rendered)) == ["wav"]
+    mixture = read_rows(os.path.join(out, "data", "fsdsoundscapes_test.csv"))[0]["mix_wav"]
+    assert mixture.startswith(rendered)
     model, estimate = extract_with_pretrained(out, mixture, label="Bark")  # class names were exported
     assert model.sample_rate == 44100 and estimate.shape == (44100,) and bool(estimate.isfinite().all())
-    if streaming:  # 8 ms chunks at 44.1 kHz: 352.8 samples, so 353, which does not divide 44100
+    if yaml.startswith("streaming"):  # 8 ms chunks at 44.1 kHz: 352.8 samples, so 353, which does not divide 44100
         chunks = model.load_audio(mixture).split(353)
         streamed = torch.cat(list(model.extract_stream(chunks, model.make_clue(label="Bark"))), dim=1)[0]
         torch.testing.assert_close(streamed, estimate, rtol=1e-4, atol=1e-5)

@@ -49,9 +49,24 @@ CLASSES = (
     "Snare_drum", "Squeak", "Tambourine", "Tearing", "Telephone", "Trumpet",
     "Violin_or_fiddle", "Writing",
 )  # fmt: skip
-CSV_COLUMNS = ("ID", "duration", "mix_wav", "target_wav", "labels", "label_vector")
-SPLITS = (("train", "train"), ("val", "valid"), ("test", "test"))  # (corpus name, CSV key)
-BACKGROUND_SETS = {"train": "development", "val": "development", "test": "evaluation"}
+CSV_COLUMNS = (
+    "ID",
+    "duration",
+    "mix_wav",
+    "target_wav",
+    "labels",
+    "label_vector",
+)
+SPLITS = (
+    ("train", "train"),
+    ("val", "valid"),
+    ("test", "test"),
+)  # (corpus name, CSV key)
+BACKGROUND_SETS = {
+    "train": "development",
+    "val": "development",
+    "test": "evaluation",
+}
 SCAPER_MISSING = (
     "rendering FSDSoundScapes needs scaper: "
     "pip install -r recipes/FSDSoundScapes/tse/extra_requirements.txt"
@@ -130,7 +145,9 @@ def render_sample(jams_path, fg_path, bg_path, out_folder):
         import scaper
     except ImportError:
         raise ImportError(SCAPER_MISSING) from None
-    mixture, jam, _, event_audio = scaper.generate_from_jams(jams_path, fg_path=fg_path, bg_path=bg_path)
+    mixture, jam, _, event_audio = scaper.generate_from_jams(
+        jams_path, fg_path=fg_path, bg_path=bg_path
+    )
     annotation = jam.search(namespace="scaper")[0]
     sample_rate = int(annotation.sandbox.scaper["sr"])
     if mixture is None:
@@ -147,23 +164,36 @@ def render_sample(jams_path, fg_path, bg_path, out_folder):
     peak = np.max(np.abs(mixture), initial=0.0)
     if tracks:
         stacked = np.stack(list(tracks.values()))
-        positive, negative = np.clip(stacked, 0, None), np.clip(-stacked, 0, None)
+        positive, negative = (
+            np.clip(stacked, 0, None),
+            np.clip(-stacked, 0, None),
+        )
         peak = max(peak, positive.sum(0).max(), negative.sum(0).max())
     scale = _FULL_SCALE / peak if peak > _FULL_SCALE else 1.0
     os.makedirs(out_folder, exist_ok=True)
     marker = os.path.join(out_folder, "done")
     if os.path.exists(marker):
         os.remove(marker)
-    _write_wav(os.path.join(out_folder, "mixture.wav"), _to_pcm16(mixture * scale), sample_rate)
+    _write_wav(
+        os.path.join(out_folder, "mixture.wav"),
+        _to_pcm16(mixture * scale),
+        sample_rate,
+    )
     for label, audio in tracks.items():
-        _write_wav(os.path.join(out_folder, f"{label}.wav"), _to_pcm16(audio * scale), sample_rate)
+        _write_wav(
+            os.path.join(out_folder, f"{label}.wav"),
+            _to_pcm16(audio * scale),
+            sample_rate,
+        )
     with open(marker + ".part", "w") as f:
         f.write(f"{sample_rate} {scale!r}\n")
     os.replace(marker + ".part", marker)
     return {"sample_rate": sample_rate, "labels": list(tracks), "scale": scale}
 
 
-def prepare_fsdsoundscapes(data_folder, save_folder, max_num_targets=1, seed=1):
+def prepare_fsdsoundscapes(
+    data_folder, save_folder, max_num_targets=1, seed=1, csv_folder=None
+):
     """Renders FSDSoundScapes once (if needed) and writes the train, valid and test CSVs.
 
     Arguments
@@ -171,11 +201,14 @@ def prepare_fsdsoundscapes(data_folder, save_folder, max_num_targets=1, seed=1):
     data_folder : str
         The folder holding ``FSDSoundScapes/`` (or that folder itself).
     save_folder : str
-        Where ``wav/<split>/<index>/`` and ``fsdsoundscapes_{train,val,test}.csv`` go.
+        Where ``wav/<split>/<index>/`` (and, without ``csv_folder``, the CSVs) go.
     max_num_targets : int
         Largest number of target classes of a row (see the module docstring).
     seed : int
         Seed of the train subsets (drawn per sample, independent of order).
+    csv_folder : str, optional
+        Where the CSVs go instead of ``save_folder`` (then a fully rendered ``save_folder``
+        is only read).
 
     Returns
     -------
@@ -195,20 +228,36 @@ def prepare_fsdsoundscapes(data_folder, save_folder, max_num_targets=1, seed=1):
     >>> shutil.rmtree(root)
     """
     if int(max_num_targets) < 1 or int(seed) < 0:
-        raise ValueError(f"need max_num_targets >= 1 and seed >= 0, got {max_num_targets}, {seed}")
+        raise ValueError(
+            f"need max_num_targets >= 1 and seed >= 0, got {max_num_targets}, {seed}"
+        )
     if not os.path.isdir(data_folder):
-        raise FileNotFoundError(f"FSDSoundScapes data folder not found: {data_folder}")
+        raise FileNotFoundError(
+            f"FSDSoundScapes data folder not found: {data_folder}"
+        )
     root = os.path.join(data_folder, "FSDSoundScapes")
     root = os.path.abspath(root if os.path.isdir(root) else data_folder)
     save_folder = os.path.abspath(save_folder)
+    csv_folder = os.path.abspath(csv_folder or save_folder)
     # Check everything (folders, event lists) before rendering anything.
-    scans = {split: _scan_split(root, save_folder, split) for split, _ in SPLITS}
+    scans = {
+        split: _scan_split(root, save_folder, split) for split, _ in SPLITS
+    }
     for split, (indices, _, todo, sources) in scans.items():
         if todo:
-            logger.info("rendering %d of %d %s soundscapes with scaper", len(todo), len(indices), split)
+            logger.info(
+                "rendering %d of %d %s soundscapes with scaper",
+                len(todo),
+                len(indices),
+                split,
+            )
         for count, index in enumerate(todo, 1):
             jams_path = os.path.join(root, "jams", split, index, "mixture.jams")
-            render_sample(jams_path, *sources, os.path.join(save_folder, "wav", split, index))
+            render_sample(
+                jams_path,
+                *sources,
+                os.path.join(save_folder, "wav", split, index),
+            )
             if count % 1000 == 0:
                 logger.info("%s: rendered %d / %d", split, count, len(todo))
     csvs = {}
@@ -216,9 +265,20 @@ def prepare_fsdsoundscapes(data_folder, save_folder, max_num_targets=1, seed=1):
         indices, labels, _, _ = scans[split]
         rows = []
         for position, index in enumerate(indices):
-            targets = _target_sets(split, position, index, labels[index], int(max_num_targets), int(seed))
-            rows += _rows(os.path.join(save_folder, "wav", split, index), f"{split}_{index}", targets)
-        csvs[key] = os.path.join(save_folder, f"fsdsoundscapes_{split}.csv")
+            targets = _target_sets(
+                split,
+                position,
+                index,
+                labels[index],
+                int(max_num_targets),
+                int(seed),
+            )
+            rows += _rows(
+                os.path.join(save_folder, "wav", split, index),
+                f"{split}_{index}",
+                targets,
+            )
+        csvs[key] = os.path.join(csv_folder, f"fsdsoundscapes_{split}.csv")
         _write_csv(csvs[key], rows)
         logger.info("%s: %d rows", csvs[key], len(rows))
     return csvs
@@ -231,12 +291,21 @@ def _scan_split(root, save_folder, split):
     indices = [n for n in indices if os.path.isdir(os.path.join(jams_root, n))]
     if not indices:
         logger.warning("no samples in %s", jams_root)
-    labels = {n: _read_labels(os.path.join(jams_root, n, "gt_events.csv")) for n in indices}
+    labels = {
+        n: _read_labels(os.path.join(jams_root, n, "gt_events.csv"))
+        for n in indices
+    }
     for index in indices:
         if not labels[index]:
-            logger.warning("%s/%s has no foreground labels: no rows", split, index)
+            logger.warning(
+                "%s/%s has no foreground labels: no rows", split, index
+            )
     wav_root = os.path.join(save_folder, "wav", split)
-    todo = [n for n in indices if not os.path.isfile(os.path.join(wav_root, n, "done"))]
+    todo = [
+        n
+        for n in indices
+        if not os.path.isfile(os.path.join(wav_root, n, "done"))
+    ]
     sources = None
     if todo:
         tau = f"TAU-urban-acoustic-scenes-2019-{BACKGROUND_SETS[split]}"
@@ -276,7 +345,9 @@ def _target_sets(split, position, index, labels, max_num_targets, seed):
         return [labels[:max_num_targets]]
     sets = [[label] for label in labels]
     if max_num_targets > 1 and len(labels) >= 2:
-        rng = np.random.default_rng([seed, zlib.crc32(split.encode()), int(index)])
+        rng = np.random.default_rng(
+            [seed, zlib.crc32(split.encode()), int(index)]
+        )
         size = int(rng.integers(2, min(max_num_targets, len(labels)) + 1))
         chosen = np.sort(rng.choice(len(labels), size=size, replace=False))
         sets.append([labels[i] for i in chosen])
@@ -285,7 +356,9 @@ def _target_sets(split, position, index, labels, max_num_targets, seed):
 
 def _target_file(folder, labels):
     """The target WAV of a label set; a multi-label target is written once as a sum."""
-    sources = [_require_file(os.path.join(folder, f"{label}.wav")) for label in labels]
+    sources = [
+        _require_file(os.path.join(folder, f"{label}.wav")) for label in labels
+    ]
     if len(sources) == 1:
         return sources[0]
     path = os.path.join(folder, "target_" + "+".join(labels) + ".wav")
@@ -294,7 +367,9 @@ def _target_file(folder, labels):
         for source in sources:
             audio, sample_rate = soundfile.read(source, dtype="int16")
             total = total + audio.astype(np.int32)
-        _write_wav(path, np.clip(total, -32768, 32767).astype(np.int16), sample_rate)
+        _write_wav(
+            path, np.clip(total, -32768, 32767).astype(np.int16), sample_rate
+        )
     return path
 
 
@@ -305,7 +380,9 @@ def _read_labels(path):
     with open(path, newline="") as f:
         reader = csv.DictReader(f, delimiter="\t")
         if not reader.fieldnames or "label" not in reader.fieldnames:
-            raise ValueError(f"{path}: no 'label' column in the (tab-separated) header")
+            raise ValueError(
+                f"{path}: no 'label' column in the (tab-separated) header"
+            )
         labels = []
         for row in reader:
             label = (row["label"] or "").strip()
@@ -320,7 +397,9 @@ def _mono(audio, jams_path):
     """A (n_samples,) float64 array from scaper's (n_samples, n_channels) output."""
     audio = np.asarray(audio, dtype=np.float64)
     if audio.ndim > 2 or (audio.ndim == 2 and audio.shape[1] != 1):
-        raise ValueError(f"{jams_path}: {audio.shape[-1]} channels, FSDSoundScapes is mono")
+        raise ValueError(
+            f"{jams_path}: {audio.shape[-1]} channels, FSDSoundScapes is mono"
+        )
     return audio.reshape(-1)
 
 
@@ -336,7 +415,9 @@ def _to_pcm16(audio):
 
 def _write_wav(path, audio, sample_rate):
     """Writes 16-bit PCM WAV under a temporary name, then renames it into place."""
-    soundfile.write(path + ".part", audio, sample_rate, subtype="PCM_16", format="WAV")
+    soundfile.write(
+        path + ".part", audio, sample_rate, subtype="PCM_16", format="WAV"
+    )
     os.replace(path + ".part", path)
 
 

@@ -106,7 +106,9 @@ def parse_name(name, layout="wsj0_2mix"):
     -------
     >>> parse_name("01aa010b_0.97482_22gc010a_-0.97482")["utt2"]
     '22gc010a'
-    >>> parse_name("050a050a_-1.2_442o030z_1.2_050c0109", "wsj0_2mix_extr")["aux"]
+    >>> parse_name("050a050a_-1.2_442o030z_1.2_050c0109", "wsj0_2mix_extr")[
+    ...     "aux"
+    ... ]
     '050c0109'
     >>> parse_name("not_a_mixture") is None
     True
@@ -146,17 +148,23 @@ def find_layout(data_folder, version="wav8k/min"):
         (layout, os.path.join(data_folder, folder, version))
         for layout, (folder, _) in LAYOUTS.items()
     ]
-    candidates += [(layout, os.path.join(data_folder, version)) for layout in LAYOUTS]
+    candidates += [
+        (layout, os.path.join(data_folder, version)) for layout in LAYOUTS
+    ]
     for layout, root in candidates:
         folders = ("mix",) + LAYOUTS[layout][1]
-        needed = [os.path.join(root, s, f) for s in SUBSETS.values() for f in folders]
+        needed = [
+            os.path.join(root, s, f) for s in SUBSETS.values() for f in folders
+        ]
         if all(os.path.isdir(path) for path in needed):
             return layout, root
     looked = ", ".join(
         f"{root}/{{tr,cv,tt}}/{{{','.join(('mix',) + LAYOUTS[layout][1])}}}"
         for layout, root in candidates
     )
-    raise FileNotFoundError(f"no WSJ0-2mix data in {data_folder}: looked for {looked}")
+    raise FileNotFoundError(
+        f"no WSJ0-2mix data in {data_folder}: looked for {looked}"
+    )
 
 
 def _duration(path):
@@ -178,11 +186,15 @@ def _list_subset(root, subset, layout):
             raise ValueError(
                 f"cannot parse WSJ0-2mix mixture name: {os.path.join(mix_dir, name)}.wav"
             )
-        entry = dict(fields, name=name, wav={"mix": os.path.join(mix_dir, name + ".wav")})
+        entry = dict(
+            fields, name=name, wav={"mix": os.path.join(mix_dir, name + ".wav")}
+        )
         for source in sources:
             path = os.path.join(root, subset, source, name + ".wav")
             if not os.path.isfile(path):
-                raise ValueError(f"missing {source} partner of {entry['wav']['mix']}: {path}")
+                raise ValueError(
+                    f"missing {source} partner of {entry['wav']['mix']}: {path}"
+                )
             entry["wav"][source] = path
         mixtures.append(entry)
     return mixtures
@@ -198,7 +210,16 @@ def _extr_rows(mixtures):
         wav = m["wav"]
         duration = round(_duration(wav["mix"]), 5)
         rows.append(
-            [m["name"], duration, wav["mix"], wav["s1"], wav["aux"], spk, m["utt1"], m["aux"]]
+            [
+                m["name"],
+                duration,
+                wav["mix"],
+                wav["s1"],
+                wav["aux"],
+                spk,
+                m["utt1"],
+                m["aux"],
+            ]
         )
     return rows, dropped
 
@@ -207,7 +228,9 @@ def _plain_rows(mixtures, seed):
     by_spk = {}  # speaker -> [(utt, path, mixture name)], the clean sources of the subset
     for m in mixtures:
         for source, utt in (("s1", m["utt1"]), ("s2", m["utt2"])):
-            by_spk.setdefault(speaker_of(utt), []).append((utt, m["wav"][source], m["name"]))
+            by_spk.setdefault(speaker_of(utt), []).append(
+                (utt, m["wav"][source], m["name"])
+            )
     for entries in by_spk.values():
         entries.sort(key=lambda e: e[1])
     rows, dropped = [], 0
@@ -216,7 +239,9 @@ def _plain_rows(mixtures, seed):
         duration = round(_duration(wav["mix"]), 5)
         for source, utt in (("s1", m["utt1"]), ("s2", m["utt2"])):
             spk = speaker_of(utt)
-            candidates = [e for e in by_spk[spk] if e[2] != m["name"] and e[0] != utt]
+            candidates = [
+                e for e in by_spk[spk] if e[2] != m["name"] and e[0] != utt
+            ]
             if not candidates:
                 dropped += 1
                 continue
@@ -224,7 +249,16 @@ def _plain_rows(mixtures, seed):
             enroll_utt, enroll_wav, _ = rng.choice(candidates)
             row_id = f"{m['name']}_{source}"
             rows.append(
-                [row_id, duration, wav["mix"], wav[source], enroll_wav, spk, utt, enroll_utt]
+                [
+                    row_id,
+                    duration,
+                    wav["mix"],
+                    wav[source],
+                    enroll_wav,
+                    spk,
+                    utt,
+                    enroll_utt,
+                ]
             )
     return rows, dropped
 
@@ -235,11 +269,17 @@ def _utt_rows(mixtures, layout):
     second_source = "aux" if layout == "wsj0_2mix_extr" else "s2"
     best = {}  # utt -> (duration, path)
     for m in mixtures:
-        for utt, path in ((m["utt1"], m["wav"]["s1"]), (m[second], m["wav"][second_source])):
+        for utt, path in (
+            (m["utt1"], m["wav"]["s1"]),
+            (m[second], m["wav"][second_source]),
+        ):
             duration = _duration(path)
             if utt not in best or duration > best[utt][0]:
                 best[utt] = (duration, path)
-    return [[utt, round(d, 5), path, speaker_of(utt)] for utt, (d, path) in sorted(best.items())]
+    return [
+        [utt, round(d, 5), path, speaker_of(utt)]
+        for utt, (d, path) in sorted(best.items())
+    ]
 
 
 def _write_csv(path, header, rows):
@@ -290,7 +330,9 @@ def prepare_wsj0mix_tse(data_folder, save_folder, version="wav8k/min", seed=1):
 
     Example
     -------
-    >>> prepare_wsj0mix_tse("/no/such/folder", "/tmp/unused")  # doctest: +ELLIPSIS
+    >>> prepare_wsj0mix_tse(
+    ...     "/no/such/folder", "/tmp/unused"
+    ... )  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
     FileNotFoundError: no WSJ0-2mix data in /no/such/folder: looked for ...
@@ -298,7 +340,10 @@ def prepare_wsj0mix_tse(data_folder, save_folder, version="wav8k/min", seed=1):
     layout, root = find_layout(data_folder, version)
     save_folder = os.path.abspath(save_folder)
     os.makedirs(save_folder, exist_ok=True)
-    paths = {key: os.path.join(save_folder, f"wsj0mix_tse_{s}.csv") for key, s in SUBSETS.items()}
+    paths = {
+        key: os.path.join(save_folder, f"wsj0mix_tse_{s}.csv")
+        for key, s in SUBSETS.items()
+    }
     paths["train_utts"] = os.path.join(save_folder, "wsj0mix_tse_tr_utts.csv")
     options = {
         "data_folder": os.path.abspath(data_folder),
@@ -308,11 +353,17 @@ def prepare_wsj0mix_tse(data_folder, save_folder, version="wav8k/min", seed=1):
         "layout_root": root,
     }
     options_path = os.path.join(save_folder, OPTIONS_FILE)
-    if _read_options(options_path) == options and all(os.path.isfile(p) for p in paths.values()):
-        logger.info("WSJ0-2mix TSE CSVs already prepared in %s, skipping", save_folder)
+    if _read_options(options_path) == options and all(
+        os.path.isfile(p) for p in paths.values()
+    ):
+        logger.info(
+            "WSJ0-2mix TSE CSVs already prepared in %s, skipping", save_folder
+        )
         return paths
 
-    logger.info("Preparing WSJ0-2mix TSE CSVs from %s (layout %s)", root, layout)
+    logger.info(
+        "Preparing WSJ0-2mix TSE CSVs from %s (layout %s)", root, layout
+    )
     if layout == "wsj0_2mix":
         logger.warning(
             "Plain WSJ0-2mix: enrollments are seeded draws (seed %s) of other utterances of the "
@@ -320,7 +371,9 @@ def prepare_wsj0mix_tse(data_folder, save_folder, version="wav8k/min", seed=1):
             seed,
         )
     if os.path.exists(options_path):
-        os.remove(options_path)  # a run stopped midway must not look complete later
+        os.remove(
+            options_path
+        )  # a run stopped midway must not look complete later
     for key, subset in SUBSETS.items():
         mixtures = _list_subset(root, subset, layout)
         if layout == "wsj0_2mix_extr":
@@ -333,12 +386,20 @@ def prepare_wsj0mix_tse(data_folder, save_folder, version="wav8k/min", seed=1):
             logger.warning("%s: dropped %d %s", subset, dropped, why)
         _write_csv(paths[key], MIX_HEADER, rows)
         logger.info(
-            "%s: %d rows from %d mixtures -> %s", subset, len(rows), len(mixtures), paths[key]
+            "%s: %d rows from %d mixtures -> %s",
+            subset,
+            len(rows),
+            len(mixtures),
+            paths[key],
         )
         if subset == "tr":
             utts = _utt_rows(mixtures, layout)
             _write_csv(paths["train_utts"], UTT_HEADER, utts)
-            logger.info("tr: %d distinct utterances -> %s", len(utts), paths["train_utts"])
+            logger.info(
+                "tr: %d distinct utterances -> %s",
+                len(utts),
+                paths["train_utts"],
+            )
     tmp = options_path + ".tmp"
     with open(tmp, "w") as f:
         json.dump(options, f, indent=1, sort_keys=True)

@@ -6,7 +6,16 @@ Reads the LibriMix metadata of one Libri2Mix version (``wav8k/min`` by default) 
 * ``libri2mix_<subset>_<mix_type>.csv`` for the train subset, ``dev`` and ``test``, one row per
   (mixture, target speaker), both targets of every mixture::
 
-      ID,duration,mix_wav,target_wav,enroll_wav,spk_id,target_utt,enroll_utt
+      (
+          ID,
+          duration,
+          mix_wav,
+          target_wav,
+          enroll_wav,
+          spk_id,
+          target_utt,
+          enroll_utt,
+      )
 
   ``ID`` is ``<mixture_ID>_s1`` or ``<mixture_ID>_s2``; ``duration`` is in seconds.
 * ``libri2mix_<train_subset>_utts.csv`` (``ID,duration,wav,spk_id``): one row per distinct
@@ -36,9 +45,21 @@ import re
 
 logger = logging.getLogger(__name__)
 
-MIX_TYPES = ("mix_clean", "mix_both")  # mix_single has no interferer: not a TSE task
+MIX_TYPES = (
+    "mix_clean",
+    "mix_both",
+)  # mix_single has no interferer: not a TSE task
 TRAIN_SUBSETS = ("train-100", "train-360")
-MIXTURE_COLUMNS = ["ID", "duration", "mix_wav", "target_wav", "enroll_wav", "spk_id", "target_utt", "enroll_utt"]
+MIXTURE_COLUMNS = [
+    "ID",
+    "duration",
+    "mix_wav",
+    "target_wav",
+    "enroll_wav",
+    "spk_id",
+    "target_utt",
+    "enroll_utt",
+]
 UTT_COLUMNS = ["ID", "duration", "wav", "spk_id"]
 NOISE_COLUMNS = ["ID", "duration", "wav"]
 MAP_NAME = "map_mixture2enrollment"
@@ -97,34 +118,66 @@ def prepare_libri2mix_tse(
     FileNotFoundError: Libri2Mix data folder not found: /no/such/folder
     """
     if mix_type not in MIX_TYPES:
-        raise ValueError(f"unknown mix_type {mix_type!r}; use one of {', '.join(MIX_TYPES)}")
+        raise ValueError(
+            f"unknown mix_type {mix_type!r}; use one of {', '.join(MIX_TYPES)}"
+        )
     if train_subset not in TRAIN_SUBSETS:
-        raise ValueError(f"unknown train_subset {train_subset!r}; use one of {', '.join(TRAIN_SUBSETS)}")
+        raise ValueError(
+            f"unknown train_subset {train_subset!r}; use one of {', '.join(TRAIN_SUBSETS)}"
+        )
     version, sample_rate = _parse_version(version)
     version_dir = _version_dir(data_folder, version)
     subsets = {"train": train_subset, "valid": "dev", "test": "test"}
     for subset in subsets.values():
         folder = os.path.join(version_dir, subset)
         if not os.path.isdir(folder):
-            raise FileNotFoundError(f"Libri2Mix {subset} folder not found: {folder}")
+            raise FileNotFoundError(
+                f"Libri2Mix {subset} folder not found: {folder}"
+            )
     if enroll_map is not None and not os.path.exists(enroll_map):
         raise FileNotFoundError(f"enrollment map not found: {enroll_map}")
 
     save_folder = os.path.abspath(save_folder)
-    names = {"train_utts": f"{train_subset}_utts", "train_noise": f"{train_subset}_noise"}
-    names.update({key: f"{subset}_{mix_type}" for key, subset in subsets.items()})
-    outputs = {key: os.path.join(save_folder, f"libri2mix_{names[key]}.csv") for key in OUTPUT_KEYS}
-    outputs["train_noise"] = None if mix_type == "mix_clean" else outputs["train_noise"]
-    options = {"data_folder": os.path.abspath(data_folder), "save_folder": save_folder, "version": version}
-    options.update(mix_type=mix_type, train_subset=train_subset, seed=seed, enroll_seconds=enroll_seconds)
-    options["enroll_map"] = None if enroll_map is None else os.path.abspath(enroll_map)
+    names = {
+        "train_utts": f"{train_subset}_utts",
+        "train_noise": f"{train_subset}_noise",
+    }
+    names.update(
+        {key: f"{subset}_{mix_type}" for key, subset in subsets.items()}
+    )
+    outputs = {
+        key: os.path.join(save_folder, f"libri2mix_{names[key]}.csv")
+        for key in OUTPUT_KEYS
+    }
+    outputs["train_noise"] = (
+        None if mix_type == "mix_clean" else outputs["train_noise"]
+    )
+    options = {
+        "data_folder": os.path.abspath(data_folder),
+        "save_folder": save_folder,
+        "version": version,
+    }
+    options.update(
+        mix_type=mix_type,
+        train_subset=train_subset,
+        seed=seed,
+        enroll_seconds=enroll_seconds,
+    )
+    options["enroll_map"] = (
+        None if enroll_map is None else os.path.abspath(enroll_map)
+    )
     options_path = os.path.join(save_folder, OPTIONS_FILE)
     if _can_skip(outputs, options, options_path):
-        logger.info("Libri2Mix TSE lists in %s are up to date, skipping preparation", save_folder)
+        logger.info(
+            "Libri2Mix TSE lists in %s are up to date, skipping preparation",
+            save_folder,
+        )
         return outputs
 
     os.makedirs(save_folder, exist_ok=True)
-    if os.path.exists(options_path):  # the lists are about to change: never reuse a half-written set
+    if os.path.exists(
+        options_path
+    ):  # the lists are about to change: never reuse a half-written set
         os.remove(options_path)
     maps = _find_maps(enroll_map)
     seeded_eval = []
@@ -137,17 +190,28 @@ def prepare_libri2mix_tse(
             if key != "train":
                 seeded_eval.append(subset)
         _write_csv(outputs[key], MIXTURE_COLUMNS, rows)
-        logger.info("wrote %d rows (%d mixtures) to %s", len(rows), len(mixtures), outputs[key])
+        logger.info(
+            "wrote %d rows (%d mixtures) to %s",
+            len(rows),
+            len(mixtures),
+            outputs[key],
+        )
         if key == "train":
-            _write_csv(outputs["train_utts"], UTT_COLUMNS, _utterance_rows(mixtures))
+            _write_csv(
+                outputs["train_utts"], UTT_COLUMNS, _utterance_rows(mixtures)
+            )
             if outputs["train_noise"]:
-                noise = [[m["id"], m["duration"], m["noise"]] for m in mixtures.values()]
+                noise = [
+                    [m["id"], m["duration"], m["noise"]]
+                    for m in mixtures.values()
+                ]
                 _write_csv(outputs["train_noise"], NOISE_COLUMNS, noise)
     if seeded_eval:
         logger.warning(
             "no SpeakerBeam enrollment map for %s: using seeded enrollments (seed %s), a protocol that "
             "differs from SpeakerBeam's lists; results are not directly comparable",
-            " and ".join(seeded_eval), seed,
+            " and ".join(seeded_eval),
+            seed,
         )
     with open(options_path + ".tmp", "w") as f:
         json.dump(options, f, indent=1)
@@ -159,21 +223,31 @@ def _parse_version(version):
     """Normalises ``wav8k/min``-style versions and returns ``(version, sample_rate)``."""
     parts = [p for p in re.split(r"[\\/]", str(version)) if p]
     rates = {"wav8k": 8000, "wav16k": 16000}
-    if len(parts) != 2 or parts[0] not in rates or parts[1] not in ("min", "max"):
-        raise ValueError(f"unknown Libri2Mix version {version!r}; use wav8k|wav16k / min|max, e.g. 'wav8k/min'")
+    if (
+        len(parts) != 2
+        or parts[0] not in rates
+        or parts[1] not in ("min", "max")
+    ):
+        raise ValueError(
+            f"unknown Libri2Mix version {version!r}; use wav8k|wav16k / min|max, e.g. 'wav8k/min'"
+        )
     return "/".join(parts), rates[parts[0]]
 
 
 def _version_dir(data_folder, version):
     """``<data_folder>/Libri2Mix/<version>``, accepting the ``Libri2Mix`` folder itself."""
     if not os.path.isdir(data_folder):
-        raise FileNotFoundError(f"Libri2Mix data folder not found: {data_folder}")
+        raise FileNotFoundError(
+            f"Libri2Mix data folder not found: {data_folder}"
+        )
     data_folder = os.path.abspath(data_folder)
     if os.path.isdir(os.path.join(data_folder, "Libri2Mix")):
         return os.path.join(data_folder, "Libri2Mix", *version.split("/"))
     if os.path.basename(data_folder) == "Libri2Mix":
         return os.path.join(data_folder, *version.split("/"))
-    raise FileNotFoundError(f"Libri2Mix folder not found: {os.path.join(data_folder, 'Libri2Mix')}")
+    raise FileNotFoundError(
+        f"Libri2Mix folder not found: {os.path.join(data_folder, 'Libri2Mix')}"
+    )
 
 
 def _can_skip(outputs, options, options_path):
@@ -199,7 +273,12 @@ def _find_maps(enroll_map):
         if os.path.isfile(path):
             maps[subset] = path
         else:
-            logger.warning("no %s in %s: %s falls back to seeded enrollments", MAP_NAME, enroll_map, subset)
+            logger.warning(
+                "no %s in %s: %s falls back to seeded enrollments",
+                MAP_NAME,
+                enroll_map,
+                subset,
+            )
     return maps
 
 
@@ -212,16 +291,26 @@ def _reroot(path, version_dir):
     """Moves a generation-time path under the user's tree, keeping ``<subset>/<dir>/<file>``."""
     parts = [p for p in re.split(r"[\\/]", path) if p]
     if len(parts) < 3:
-        raise ValueError(f"cannot re-root path {path!r}: expected .../<subset>/<dir>/<file>.wav")
+        raise ValueError(
+            f"cannot re-root path {path!r}: expected .../<subset>/<dir>/<file>.wav"
+        )
     return os.path.join(version_dir, *parts[-3:])
 
 
 def _read_metadata(version_dir, subset, mix_type, sample_rate):
     """Reads a LibriMix metadata CSV by header into ``{mixture_ID: mixture}``, in file order."""
-    path = os.path.join(version_dir, "metadata", f"mixture_{subset}_{mix_type}.csv")
+    path = os.path.join(
+        version_dir, "metadata", f"mixture_{subset}_{mix_type}.csv"
+    )
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Libri2Mix metadata not found: {path}")
-    required = ["mixture_ID", "mixture_path", "source_1_path", "source_2_path", "length"]
+    required = [
+        "mixture_ID",
+        "mixture_path",
+        "source_1_path",
+        "source_2_path",
+        "length",
+    ]
     if mix_type != "mix_clean":
         required.append("noise_path")
     mixtures = {}
@@ -231,29 +320,45 @@ def _read_metadata(version_dir, subset, mix_type, sample_rate):
         reader.fieldnames = header
         missing = [c for c in required if c not in header]
         if missing:
-            raise ValueError(f"{path}: missing column(s) {', '.join(missing)} (header: {','.join(header)})")
+            raise ValueError(
+                f"{path}: missing column(s) {', '.join(missing)} (header: {','.join(header)})"
+            )
         for number, row in enumerate(reader, start=2):
             if any(row.get(c) is None for c in required):
                 raise ValueError(f"{path} line {number}: too few fields")
             mixture_id = row["mixture_ID"].strip()
             utterances = mixture_id.split("_")
             if len(utterances) != 2 or not all(utterances):
-                raise ValueError(f"{path} line {number}: mixture_ID {mixture_id!r} is not <utt1>_<utt2>")
+                raise ValueError(
+                    f"{path} line {number}: mixture_ID {mixture_id!r} is not <utt1>_<utt2>"
+                )
             if mixture_id in mixtures:
-                raise ValueError(f"{path} line {number}: duplicate mixture_ID {mixture_id}")
+                raise ValueError(
+                    f"{path} line {number}: duplicate mixture_ID {mixture_id}"
+                )
             try:
                 duration = float(row["length"]) / sample_rate
             except ValueError:
-                raise ValueError(f"{path} line {number}: length {row['length']!r} is not a number") from None
+                raise ValueError(
+                    f"{path} line {number}: length {row['length']!r} is not a number"
+                ) from None
             mixtures[mixture_id] = {
                 "id": mixture_id,
                 "duration": duration,
                 "mix": _reroot(row["mixture_path"].strip(), version_dir),
                 "sources": {
-                    "s1": (utterances[0], _reroot(row["source_1_path"].strip(), version_dir)),
-                    "s2": (utterances[1], _reroot(row["source_2_path"].strip(), version_dir)),
+                    "s1": (
+                        utterances[0],
+                        _reroot(row["source_1_path"].strip(), version_dir),
+                    ),
+                    "s2": (
+                        utterances[1],
+                        _reroot(row["source_2_path"].strip(), version_dir),
+                    ),
                 },
-                "noise": _reroot(row["noise_path"].strip(), version_dir) if "noise_path" in required else None,
+                "noise": _reroot(row["noise_path"].strip(), version_dir)
+                if "noise_path" in required
+                else None,
             }
     if not mixtures:
         raise ValueError(f"{path}: no mixtures")
@@ -263,7 +368,13 @@ def _read_metadata(version_dir, subset, mix_type, sample_rate):
 def _row(mixture, slot, enroll_wav, enroll_utt):
     """A mixture CSV row (``MIXTURE_COLUMNS``)."""
     utterance, target_wav = mixture["sources"][slot]
-    row = [f"{mixture['id']}_{slot}", mixture["duration"], mixture["mix"], target_wav, enroll_wav]
+    row = [
+        f"{mixture['id']}_{slot}",
+        mixture["duration"],
+        mixture["mix"],
+        target_wav,
+        enroll_wav,
+    ]
     return row + [_speaker(utterance), utterance, enroll_utt]
 
 
@@ -280,17 +391,27 @@ def _seeded_rows(mixtures, seed, enroll_seconds, subset):
     for mixture in mixtures.values():
         for slot in ("s1", "s2"):
             utterance = mixture["sources"][slot][0]
-            candidates = [c for c in by_speaker[_speaker(utterance)] if c[2] != mixture["id"] and c[1] != utterance]
-            candidates = [c for c in candidates if c[3] >= enroll_seconds] or candidates
+            candidates = [
+                c
+                for c in by_speaker[_speaker(utterance)]
+                if c[2] != mixture["id"] and c[1] != utterance
+            ]
+            candidates = [
+                c for c in candidates if c[3] >= enroll_seconds
+            ] or candidates
             if not candidates:
                 dropped += 1
                 continue
-            enroll_wav, enroll_utt = random.Random(f"{seed}:{mixture['id']}:{slot}").choice(candidates)[:2]
+            enroll_wav, enroll_utt = random.Random(
+                f"{seed}:{mixture['id']}:{slot}"
+            ).choice(candidates)[:2]
             rows.append(_row(mixture, slot, enroll_wav, enroll_utt))
     if dropped:
         logger.warning(
             "%s: dropped %d of %d (mixture, target) rows whose speaker has no other utterance to enroll",
-            subset, dropped, 2 * len(mixtures),
+            subset,
+            dropped,
+            2 * len(mixtures),
         )
     return rows
 
@@ -305,25 +426,47 @@ def _map_rows(map_path, mixtures, version_dir, subset):
                 continue
             where = f"{map_path} line {number}"
             if len(fields) != 3:
-                expected = "<mixture_ID> <target_utterance_ID> <s1|s2>/<mixture_ID>"
-                raise ValueError(f"{where}: expected '{expected}', got {line.strip()!r}")
+                expected = (
+                    "<mixture_ID> <target_utterance_ID> <s1|s2>/<mixture_ID>"
+                )
+                raise ValueError(
+                    f"{where}: expected '{expected}', got {line.strip()!r}"
+                )
             mixture_id, target, enroll = fields
             mixture = mixtures.get(mixture_id)
             if mixture is None:
-                raise ValueError(f"{where}: mixture {mixture_id} is not in the {subset} metadata")
-            slots = [s for s in ("s1", "s2") if mixture["sources"][s][0] == target]
+                raise ValueError(
+                    f"{where}: mixture {mixture_id} is not in the {subset} metadata"
+                )
+            slots = [
+                s for s in ("s1", "s2") if mixture["sources"][s][0] == target
+            ]
             if not slots:
-                raise ValueError(f"{where}: target utterance {target} is not in mixture {mixture_id}")
+                raise ValueError(
+                    f"{where}: target utterance {target} is not in mixture {mixture_id}"
+                )
             slot = slots[0]
             enroll_slot, _, other = enroll.partition("/")
             halves = other.split("_")
-            if enroll_slot not in ("s1", "s2") or len(halves) != 2 or not all(halves):
-                raise ValueError(f"{where}: enrollment {enroll!r} is not <s1|s2>/<utt1>_<utt2>")
-            enroll_wav = os.path.join(version_dir, subset, enroll_slot, other + ".wav")
+            if (
+                enroll_slot not in ("s1", "s2")
+                or len(halves) != 2
+                or not all(halves)
+            ):
+                raise ValueError(
+                    f"{where}: enrollment {enroll!r} is not <s1|s2>/<utt1>_<utt2>"
+                )
+            enroll_wav = os.path.join(
+                version_dir, subset, enroll_slot, other + ".wav"
+            )
             if not os.path.isfile(enroll_wav):
-                raise FileNotFoundError(f"{where}: enrollment file not found: {enroll_wav}")
+                raise FileNotFoundError(
+                    f"{where}: enrollment file not found: {enroll_wav}"
+                )
             if (mixture_id, slot) in seen:
-                raise ValueError(f"{where}: second entry for target {target} of {mixture_id}")
+                raise ValueError(
+                    f"{where}: second entry for target {target} of {mixture_id}"
+                )
             seen.add((mixture_id, slot))
             enroll_utt = halves[0] if enroll_slot == "s1" else halves[1]
             self_enrolled += enroll_utt == target
@@ -331,7 +474,12 @@ def _map_rows(map_path, mixtures, version_dir, subset):
     covered = len({key[0] for key in seen})
     logger.info(
         "%s: %d rows from %s (%d of %d mixtures; %d enrolled with the target utterance itself, kept)",
-        subset, len(rows), map_path, covered, len(mixtures), self_enrolled,
+        subset,
+        len(rows),
+        map_path,
+        covered,
+        len(mixtures),
+        self_enrolled,
     )
     return rows
 
@@ -341,7 +489,10 @@ def _utterance_rows(mixtures):
     best = {}
     for mixture in mixtures.values():
         for utterance, wav in mixture["sources"].values():
-            if utterance not in best or mixture["duration"] > best[utterance][0]:
+            if (
+                utterance not in best
+                or mixture["duration"] > best[utterance][0]
+            ):
                 best[utterance] = (mixture["duration"], wav)
     return [[u, d, wav, _speaker(u)] for u, (d, wav) in sorted(best.items())]
 

@@ -1,4 +1,4 @@
-"""Tests of the Libri2Mix TSE data preparation on a tiny fixture tree in the real layout.
+"""Tests of the LibriMix TSE recipe (Libri2Mix) on a tiny fixture tree in the real layout.
 
 ``make_libri2mix`` and ``make_enroll_map`` build that tree and SpeakerBeam-style enrollment lists;
 other recipe tests reuse them.
@@ -26,7 +26,7 @@ N_UTTS = 3
 MIXTURE_COLUMNS = ["ID", "duration", "mix_wav", "target_wav", "enroll_wav", "spk_id", "target_utt", "enroll_utt"]
 
 
-prep = load_prepare("Libri2Mix", "prepare_libri2mix_tse")
+prep = load_prepare("LibriMix", "prepare_libri2mix_tse")
 
 
 def _sample_rate(version):
@@ -452,7 +452,7 @@ def test_second_call_skips_and_changed_argument_rewrites(tmp_path, tree):
 def test_one_tiny_epoch_through_train_py(tmp_path, extra):
     root = make_libri2mix(str(tmp_path / "LibriMix"), seconds=1.0)
     out = str(tmp_path / "run")
-    avg = train_tiny("Libri2Mix", root, out, extra=["--enroll_seconds=0.5", *extra])
+    avg = train_tiny("LibriMix", root, out, extra=["--enroll_seconds=0.5", *extra])
     assert float(avg["si-snri"]) == float(avg["si-snri"])  # a number, not NaN
     rows = _rows(os.path.join(out, "data", "libri2mix_test_mix_both.csv"))
     assert len(rows) == 2 * len(fixture_mixtures("test"))
@@ -462,7 +462,10 @@ def test_one_tiny_epoch_through_train_py(tmp_path, extra):
 
 
 def test_train_py_errors_are_one_line(tmp_path):
-    assert_one_line_error(run_recipe("Libri2Mix", [f"--output_folder={tmp_path}"]), "data_folder")
+    assert_one_line_error(run_recipe("LibriMix", [f"--output_folder={tmp_path}"]), "data_folder")
+    # a size the model does not have (no attention heads in a Mamba model)
+    proc = run_recipe("LibriMix", [f"--data_folder={tmp_path}", f"--output_folder={tmp_path}", "--nhead=2"])
+    assert_one_line_error(proc, "nhead")
     missing = str(tmp_path / "nowhere")
-    proc = run_recipe("Libri2Mix", [f"--data_folder={missing}", f"--output_folder={tmp_path}"])
+    proc = run_recipe("LibriMix", [f"--data_folder={missing}", f"--output_folder={tmp_path}"])
     assert_one_line_error(proc, "data error", missing)
