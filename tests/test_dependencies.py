@@ -28,7 +28,7 @@ def test_torch_and_torchaudio_are_the_pinned_pair():
     base = lambda v: v.split("+")[0]  # noqa: E731  (drop a local tag such as +cpu)
     assert base(torch.__version__) == base(torchaudio.__version__), (
         f"torch {torch.__version__} with torchaudio {torchaudio.__version__}: "
-        "install the pinned pair from setup.cfg"
+        "install the same release of both (pip install -e . -c constraints.txt)"
     )
 
 
