@@ -258,6 +258,12 @@ class TSEBrain(RunClock, TestRecords, sb.Brain):
         """Checks ``lr_decay``, then :meth:`RunClock.on_fit_start` (SpeechBrain's, which recovers
         the newest checkpoint, then the run's minutes so far)."""
         self._lr_decay()  # a bad value stops the run before it trains, not after an epoch
+        # Under DDP (torchrun), a separation epoch leaves the clue encoder, the fusion points
+        # and the speaker classifier without gradients; DDP must be told, or it stops in the
+        # first step. It only changes how DDP wraps the modules (a single process is not
+        # wrapped at all).
+        if self._hparam("warm_start_epochs") > 0 or self._speaker_loss_on():
+            self.find_unused_parameters = True
         super().on_fit_start()
 
     def on_stage_end(self, stage, stage_loss, epoch=None):

@@ -2,6 +2,7 @@
 
 import logging
 import os
+import re
 import subprocess
 import sys
 
@@ -46,9 +47,37 @@ def test_from_hparams_on_a_trained_folder(speaker_model, tmp_path):
     assert soundfile.info(str(tmp_path / "out" / "m_estimate.wav")).samplerate == 8000
 
 
-def test_missing_local_folder_is_an_error_not_a_hub_id(tmp_path):
-    with pytest.raises(FileNotFoundError, match="model folder not found"):
-        TargetSpeakerExtraction.from_hparams(source=str(tmp_path / "nope"))
+@pytest.mark.parametrize(
+    "source", ["{tmp}/nope", "results/no_such_run/1234/pretrained", "pretrained/no-such-model", "model"]
+)
+def test_missing_local_folder_is_an_error_not_a_hub_id(tmp_path, monkeypatch, source):
+    """Absolute, relative and mistyped folders fail with one line, before any hub lookup."""
+    from speechbrain.inference.interfaces import Pretrained
+
+    monkeypatch.chdir(tmp_path)
+    os.makedirs("pretrained")  # as in a checkout: pretrained/<typo> is a folder, not owner/name
+    hub = []
+    monkeypatch.setattr(Pretrained, "from_hparams", classmethod(lambda cls, s, **kw: hub.append(s)))
+    source = source.format(tmp=tmp_path)
+    with pytest.raises(FileNotFoundError, match=f"^no pretrained folder at {re.escape(source)}$"):
+        TargetSpeakerExtraction.from_hparams(source=source)
+    assert hub == []
+
+
+def test_hub_ids_stay_owner_name(tmp_path, monkeypatch):
+    from speechbrain.inference.interfaces import Pretrained
+
+    monkeypatch.chdir(tmp_path)
+    hub = []
+
+    def fake(cls, source, **kwargs):
+        hub.append(source)
+        raise RuntimeError("offline")
+
+    monkeypatch.setattr(Pretrained, "from_hparams", classmethod(fake))
+    with pytest.raises(RuntimeError, match="offline"):
+        TargetSpeakerExtraction.from_hparams(source="someone/crossmamba-tse")
+    assert hub == ["someone/crossmamba-tse"]
 
 
 def test_resampling_and_downmixing(speaker_model, tmp_path, caplog):

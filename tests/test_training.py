@@ -292,3 +292,33 @@ def test_label_task_one_tiny_epoch(tmp_path):
     assert len(rows) == 3 + 1
     hp = open(os.path.join(out, "pretrained", "hyperparams.yaml")).read()
     assert "classes:" in hp and "clue_variant: label" in hp
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_torchrun_two_processes_train_both_stages_and_agree(tmp_path, data):
+    """The README's multi-GPU command, on CPU with gloo: a separation epoch (the clue encoder
+    and the fusion unused) and an extraction epoch; both ranks end with the same weights."""
+    out = tmp_path / "ddp"
+    args = tiny_args(str(out), data, epochs=2, extra=["--warm_start_epochs=1"])
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+        f"--master_port={_free_port()}", os.path.join(ROOT, "tests", "ddp_run.py"), str(tmp_path),
+        *args, "--distributed_backend=gloo",
+    ]  # fmt: skip
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = open(out / "train_log.txt").read()
+    assert "stage: separation" in log and "stage: extraction" in log
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1)]
+    assert ranks[0].keys() == ranks[1].keys()
+    assert all(torch.equal(ranks[0][k], ranks[1][k]) for k in ranks[0])
+    start = torch.load(out / "pretrained" / "extractor.ckpt")  # trained: gates moved off 0
+    assert any(k.endswith(".gate") and start[k].abs().sum() > 0 for k in start)

@@ -9,6 +9,7 @@ Authors
 
 import logging
 import os
+import re
 
 import soundfile
 import torch
@@ -16,6 +17,37 @@ import torch
 from speechbrain.inference.interfaces import Pretrained
 
 logger = logging.getLogger(__name__)
+
+
+def _is_hub_id(source):
+    """Whether ``source`` names a hub model (``owner/name``) rather than a local folder.
+
+    Arguments
+    ---------
+    source : str
+        What was given to ``from_hparams``.
+
+    Returns
+    -------
+    bool
+        True for ``owner/name`` when no local folder ``owner`` exists.
+
+    Example
+    -------
+    >>> _is_hub_id("speechbrain/sepformer-wsj02mix")
+    True
+    >>> [
+    ...     _is_hub_id(s)
+    ...     for s in ("results/run/1234/pretrained", "./model", "~/m", "model")
+    ... ]
+    [False, False, False, False]
+    """
+    parts = source.split("/")
+    return (
+        len(parts) == 2
+        and all(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", p) for p in parts)
+        and not os.path.isdir(os.path.expanduser(parts[0]))
+    )
 
 
 class TargetSpeakerExtraction(Pretrained):
@@ -53,8 +85,10 @@ class TargetSpeakerExtraction(Pretrained):
     def from_hparams(cls, source, hparams_file="hyperparams.yaml", **kwargs):
         """SpeechBrain's ``from_hparams``, but a local path that does not exist is an error.
 
-        A source that looks like a path (starts with ``/``, ``.`` or ``~``, or exists) must be
-        a folder holding ``hparams_file``; anything else is treated as a hub id.
+        Only ``owner/name`` goes to the hub (one slash, and no local folder named ``owner``);
+        any other source is a local folder, which must exist and hold ``hparams_file``, so a
+        mistyped path (``results/run/1234/pretrained``, ``pretrained/<typo>``) fails with one
+        line instead of a hub lookup.
 
         Arguments
         ---------
@@ -71,10 +105,10 @@ class TargetSpeakerExtraction(Pretrained):
             The loaded model.
         """
         source = str(source)
-        if source.startswith(("/", ".", "~")) or os.path.exists(source):
+        if not _is_hub_id(source):
             folder = os.path.expanduser(source)
             if not os.path.isdir(folder):
-                raise FileNotFoundError(f"model folder not found: {source}")
+                raise FileNotFoundError(f"no pretrained folder at {source}")
             if not os.path.isfile(os.path.join(folder, hparams_file)):
                 raise FileNotFoundError(
                     f"no {hparams_file} in model folder {source}"
