@@ -134,6 +134,24 @@ def test_other_clues(clue_variant, clue, fusion_at):
     assert out.shape == (2, SR) and torch.isfinite(out).all()
 
 
+@pytest.mark.parametrize("host", HOSTS)
+@pytest.mark.parametrize(
+    "clue_variant, clue_a, clue_b",
+    [
+        ("label", torch.tensor([3]), torch.tensor([40])),
+        ("vector", audio(1, 192, seed=5), audio(1, 192, seed=6)),
+        ("sequence", audio(1, 25, 512, seed=5), audio(1, 25, 512, seed=6)),
+    ],
+)
+def test_the_label_vector_and_sequence_clues_matter(clue_variant, clue_a, clue_b, host):
+    model = build(clue_variant=clue_variant, host=host).eval()
+    mix = audio(1, SR)
+    assert _clue_changes_output(model, clue_a, clue_b, mix)
+    for point in model.masknet.fusions.values():  # the control fails the same check
+        point.fusion = _IgnoreClue()
+    assert not _clue_changes_output(model, clue_a, clue_b, mix)
+
+
 def test_sequence_clue_on_the_single_path():
     model = build(clue_variant="sequence", host="singlepath")
     assert model(audio(2, SR), audio(2, 25, 512)).shape == (2, SR)
