@@ -189,3 +189,20 @@ def test_command_line_end_to_end(speaker_model, tmp_path):
     bad = subprocess.run([*cmd[:7], str(tmp_path / "nope.wav"), *cmd[8:]], cwd=ROOT, capture_output=True, text=True)
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines()[-1].startswith("speechbrain-crossmamba: error: mixture file not found")
+
+
+def test_console_entry_point_and_a_missing_model_folder(tmp_path):
+    """The installed ``speechbrain-crossmamba`` command: a mistyped model folder is one line."""
+    import shutil
+
+    exe = shutil.which("speechbrain-crossmamba", path=os.path.dirname(sys.executable))
+    assert exe, "the console script is not installed next to this Python (pip install -e .)"
+    mix = _wav(tmp_path / "m.wav", _noise(1))
+    cmd = [exe, "extract", "--model", "results/no_such_run/1234/pretrained", "--mixture", mix,
+           "--enrollment", mix, "--out", str(tmp_path / "est.wav")]
+    run = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2
+    last = run.stderr.strip().splitlines()
+    assert len(last) == 1 and last[0] == (
+        "speechbrain-crossmamba: error: no pretrained folder at results/no_such_run/1234/pretrained"
+    )
