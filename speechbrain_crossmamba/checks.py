@@ -1,4 +1,4 @@
-"""Input checks that turn bad audio and clues into one-line errors.
+"""Input checks that turn bad audio, clues and model sources into one-line errors.
 
 Every public model entry point validates its inputs here, so that a user sees
 ``ValueError: mixture must be mono ...`` instead of a shape error deep in a layer, and never
@@ -7,6 +7,9 @@ a NaN output.
 Authors
  * speechbrain-crossmamba contributors
 """
+
+import os
+import re
 
 import torch
 
@@ -147,3 +150,34 @@ def check_same_batch(mixture, clue, clue_name="clue"):
             f"{clue_name} batch size {clue.shape[0]} does not match mixture batch size "
             f"{mixture.shape[0]}"
         )
+
+
+def is_hub_id(source):
+    """Whether ``source`` names a hub model (``owner/name``) rather than a local folder.
+
+    Arguments
+    ---------
+    source : str
+        What was given to ``from_hparams``.
+
+    Returns
+    -------
+    bool
+        True for ``owner/name`` when no local folder ``owner`` exists.
+
+    Example
+    -------
+    >>> is_hub_id("speechbrain/sepformer-wsj02mix")
+    True
+    >>> [
+    ...     is_hub_id(s)
+    ...     for s in ("results/run/1234/pretrained", "./model", "~/m", "model")
+    ... ]
+    [False, False, False, False]
+    """
+    parts = source.split("/")
+    return (
+        len(parts) == 2
+        and all(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", p) for p in parts)
+        and not os.path.isdir(os.path.expanduser(parts[0]))
+    )

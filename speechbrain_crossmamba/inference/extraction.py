@@ -9,45 +9,14 @@ Authors
 
 import logging
 import os
-import re
 
 import soundfile
 import torch
 
 from speechbrain.inference.interfaces import Pretrained
+from speechbrain_crossmamba.checks import is_hub_id
 
 logger = logging.getLogger(__name__)
-
-
-def _is_hub_id(source):
-    """Whether ``source`` names a hub model (``owner/name``) rather than a local folder.
-
-    Arguments
-    ---------
-    source : str
-        What was given to ``from_hparams``.
-
-    Returns
-    -------
-    bool
-        True for ``owner/name`` when no local folder ``owner`` exists.
-
-    Example
-    -------
-    >>> _is_hub_id("speechbrain/sepformer-wsj02mix")
-    True
-    >>> [
-    ...     _is_hub_id(s)
-    ...     for s in ("results/run/1234/pretrained", "./model", "~/m", "model")
-    ... ]
-    [False, False, False, False]
-    """
-    parts = source.split("/")
-    return (
-        len(parts) == 2
-        and all(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", p) for p in parts)
-        and not os.path.isdir(os.path.expanduser(parts[0]))
-    )
 
 
 class TargetSpeakerExtraction(Pretrained):
@@ -105,7 +74,7 @@ class TargetSpeakerExtraction(Pretrained):
             The loaded model.
         """
         source = str(source)
-        if not _is_hub_id(source):
+        if not is_hub_id(source):
             folder = os.path.expanduser(source)
             if not os.path.isdir(folder):
                 raise FileNotFoundError(f"no pretrained folder at {source}")
