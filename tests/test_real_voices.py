@@ -178,3 +178,28 @@ def test_benchmark_skips_in_one_line_without_the_test_speakers(monkeypatch, caps
     assert bench.main(["some/model"]) == 0
     out = capsys.readouterr().out.strip()
     assert out == ("skipped: install drascula fillets-ng-data-cs (sudo bash tools/install_voices.sh)")
+
+
+def test_klettres_joins_the_clips_of_each_language_and_kind(tmp_path, monkeypatch):
+    """KLettres' clips (any rate) become recordings of one speaker per language and kind."""
+    import soundfile
+
+    for lang, kind, rate, n in (("xx", "alpha", 44100, 10), ("xx", "syllab", 22050, 3), ("yy", "alpha", 48000, 2)):
+        folder = tmp_path / lang / kind
+        folder.mkdir(parents=True)
+        for k in range(n):
+            soundfile.write(str(folder / f"{k:02d}.ogg"), 0.1 * np.sin(np.arange(rate // 2) * 0.05), rate)
+    (tmp_path / "icons").mkdir()  # other folders of the package are not languages
+    monkeypatch.setattr(voice_packages, "KLETTRES_DIR", str(tmp_path))
+    items = voice_packages.klettres()
+    per_speaker = {}
+    for speaker, key, _ in items:
+        per_speaker.setdefault(speaker, []).append(key)
+    assert per_speaker == {
+        "klettres_xx_alpha": ["xx/alpha/0000", "xx/alpha/0008"],
+        "klettres_xx_syllab": ["xx/syllab/0000"],
+        "klettres_yy_alpha": ["yy/alpha/0000"],
+    }
+    wav, rate = items[0][2]()  # 8 clips of 0.5 s, each followed by 0.3 s of silence
+    assert rate == voice_packages.KLETTRES_RATE and abs(len(wav) / rate - 8 * 0.8) < 0.01
+    assert len(cut_utterances(wav, rate, min_seconds=1.0)) >= 1

@@ -22,6 +22,8 @@ source (package)        section    speakers (how identified)                 lic
 amazon-queen)
 ``uqm``                 non-free   14 natural-sounding characters by folder  CC BY-NC-SA 2.5
 (uqm-voice)                        (commander = starbase; yehat = rebels)    (non-commercial)
+``klettres``            main       one per language and kind: letters        GPL-2+
+(klettres-data)                    (``alpha``) or syllables (``syllab``)
 ======================  =========  ========================================  ==================
 
 Authors
@@ -41,6 +43,13 @@ FILLETS_SOUND = "/usr/share/games/fillets-ng/sound"
 DRASCULA_DIR = "/usr/share/scummvm/drascula/en"
 FOTAQ_FILE = "/usr/share/scummvm/flight-of-the-amazon-queen/queen.1c"
 UQM_ZIP = "/usr/share/games/uqm/content/addons/uqm-0.8.0-voice.uqm"
+KLETTRES_DIR = "/usr/share/klettres"
+KLETTRES_CLIPS = (
+    8  # clips joined into one recording (letters of about 1 s each)
+)
+KLETTRES_RATE = (
+    16000  # their common rate (the package mixes 22.05, 44.1, 48 and 128 kHz)
+)
 
 # Drascula's English speech files (*.ALS): the prefix names the character. "D" mixes several
 # voices and "S" holds effects; both are left out.
@@ -278,6 +287,60 @@ def uqm():
     return items
 
 
+def _joined_clips(paths, gap_s=0.3):
+    """Clips decoded, resampled to ``KLETTRES_RATE`` and joined with ``gap_s`` of silence."""
+    from scipy.signal import resample_poly
+
+    parts = []
+    for path in paths:
+        wav, rate = _decode(_read_file(path))
+        g = np.gcd(int(rate), KLETTRES_RATE)
+        wav = resample_poly(wav, KLETTRES_RATE // g, int(rate) // g)
+        parts += [
+            wav.astype(np.float32),
+            np.zeros(int(gap_s * KLETTRES_RATE), np.float32),
+        ]
+    return np.concatenate(parts), KLETTRES_RATE
+
+
+def klettres():
+    """KLettres' letters and syllables, read by a native speaker of each language.
+
+    ``<lang>/alpha/*.ogg`` (letters) and ``<lang>/syllab/*.ogg`` (syllables) are one speaker
+    ID each (whether both kinds of a language are one person was not checked), so this
+    source trains only. Clips of about 1 s are joined by ``KLETTRES_CLIPS`` into recordings,
+    which RealVoices cuts at their pauses like any line.
+
+    Returns
+    -------
+    list of tuple
+        ``(speaker, key, load)`` recordings (see the module docstring); empty when not
+        installed.
+    """
+    items = []
+    if not os.path.isdir(KLETTRES_DIR):
+        return items
+    for lang in sorted(os.listdir(KLETTRES_DIR)):
+        for kind in ("alpha", "syllab"):
+            folder = os.path.join(KLETTRES_DIR, lang, kind)
+            if not os.path.isdir(folder):
+                continue
+            names = sorted(n for n in os.listdir(folder) if n.endswith(".ogg"))
+            for start in range(0, len(names), KLETTRES_CLIPS):
+                paths = [
+                    os.path.join(folder, n)
+                    for n in names[start : start + KLETTRES_CLIPS]
+                ]
+                items.append(
+                    (
+                        f"klettres_{lang}_{kind}",
+                        f"{lang}/{kind}/{start:04d}",
+                        lambda p=paths: _joined_clips(p),
+                    )
+                )
+    return items
+
+
 # source -> (Debian package, section, licence, reader)
 SOURCES = {
     "fillets_cs": (
@@ -305,6 +368,7 @@ SOURCES = {
         fotaq,
     ),
     "uqm": ("uqm-voice", "non-free", "CC BY-NC-SA 2.5 (non-commercial)", uqm),
+    "klettres": ("klettres-data", "main", "GPL-2+", klettres),
 }
 
 
