@@ -287,20 +287,29 @@ def uqm():
     return items
 
 
-def _joined_clips(paths, gap_s=0.3):
-    """Clips decoded, resampled to ``KLETTRES_RATE`` and joined with ``gap_s`` of silence."""
+def _joined_clips(paths, gap_s=0.3, floor=0.01, margin_s=0.05):
+    """Clips decoded, resampled to ``KLETTRES_RATE``, trimmed to their sound (samples above
+    ``floor`` of the clip's peak, with ``margin_s`` around) and joined ``gap_s`` apart."""
     from scipy.signal import resample_poly
 
-    parts = []
+    parts, margin = [], int(margin_s * KLETTRES_RATE)
     for path in paths:
         wav, rate = _decode(_read_file(path))
         g = np.gcd(int(rate), KLETTRES_RATE)
         wav = resample_poly(wav, KLETTRES_RATE // g, int(rate) // g)
+        loud = np.flatnonzero(
+            np.abs(wav) > floor * np.abs(wav).max(initial=0.0)
+        )
+        if len(loud) == 0:
+            continue  # a silent clip
+        wav = wav[max(0, loud[0] - margin) : loud[-1] + margin]
         parts += [
             wav.astype(np.float32),
             np.zeros(int(gap_s * KLETTRES_RATE), np.float32),
         ]
-    return np.concatenate(parts), KLETTRES_RATE
+    return (
+        np.concatenate(parts) if parts else np.zeros(0, np.float32)
+    ), KLETTRES_RATE
 
 
 def klettres():
