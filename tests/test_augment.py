@@ -111,3 +111,19 @@ def test_reverberation_spreads_the_target(utterances):
 def test_bad_augmentation_options_are_one_line_errors(utterances, options, message):
     with pytest.raises(ValueError, match=message):
         _dataset(utterances, **options)
+
+
+def test_an_enrollment_crop_is_never_silent(tmp_path):
+    """Utterances that are mostly digital silence: a random crop would often be all zeros,
+    which the model refuses; the crop moves onto the sound instead."""
+    lines = ["ID,duration,wav,spk_id"]
+    for k in range(4):
+        wav = np.zeros(4 * SR, np.float32)
+        wav[SR : SR + SR // 10] = 0.3 * np.sin(np.arange(SR // 10) * (0.1 + 0.05 * k))
+        soundfile.write(tmp_path / f"u{k}.wav", wav, SR)
+        lines.append(f"u{k},4.0,{tmp_path / f'u{k}.wav'},s{k // 2}")
+    (tmp_path / "utts.csv").write_text("\n".join(lines) + "\n")
+    ds = DynamicMixDataset(str(tmp_path / "utts.csv"), segment_seconds=1.0, enroll_seconds=0.5,
+                           epoch_size=24, seed=0)
+    enrollments = [ds[i]["enroll_sig"] for i in range(len(ds))]
+    assert all(len(e) == SR // 2 and e.abs().any() for e in enrollments)

@@ -330,7 +330,13 @@ class DynamicMixDataset(torch.utils.data.Dataset):
         target = crop_or_pad(target, self.segment, rng)
         interferer = crop_or_pad(interferer, self.segment, rng)
         if len(enroll) > self.enroll:
-            enroll = crop_or_pad(enroll, self.enroll, rng)
+            full, enroll = enroll, crop_or_pad(enroll, self.enroll, rng)
+            if (
+                not enroll.abs().any()
+            ):  # a silent crop has no clue: centre it on the peak
+                peak = int(full.abs().argmax()) - self.enroll // 2
+                start = min(max(0, peak), len(full) - self.enroll)
+                enroll = full[start : start + self.enroll]
         if self.reverb_prob > 0:
             target, interferer, enroll = self._reverberate(
                 rng, target, interferer, enroll
