@@ -168,7 +168,7 @@ def test_cuda_backend_on_cpu_tensors_is_a_clear_error():
 
 def test_unknown_backend_is_rejected():
     with pytest.raises(ValueError, match="unknown selective-scan backend"):
-        selective_scan(**_inputs(1, 4, 2, 5), backend="triton")
+        selective_scan(**_inputs(1, 4, 2, 5), backend="bogus")
 
 
 def test_environment_variable_and_module_option_force_a_backend(monkeypatch):

@@ -39,8 +39,12 @@ def _check_shapes(u, delta, A, B, C, D, z, delta_bias):
             raise ValueError(
                 f"{name} has {t.shape[1]} groups, which do not divide d={d}"
             )
-    if B.dim() == 4 and C.dim() == 4 and B.shape[1] != C.shape[1]:
-        raise ValueError("B and C must have the same number of groups")
+    groups = [t.shape[1] if t.dim() == 4 else 1 for t in (B, C)]
+    if groups[0] != groups[1]:
+        raise ValueError(
+            f"B and C must have the same number of groups, got {groups[0]} and {groups[1]} "
+            "(a 3-D B or C is one group)"
+        )
     if z is not None and z.shape != u.shape:
         raise ValueError(
             f"z must be (b, d, L) = {tuple(u.shape)}, got {tuple(z.shape)}"

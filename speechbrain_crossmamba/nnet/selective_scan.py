@@ -10,13 +10,19 @@
 
 Backends:
 
-* ``"cuda"``: mamba-ssm's fused kernel (only when it imports and the tensors are on CUDA);
+* ``"cuda"``: mamba-ssm's fused kernel (only when it imports and the tensors are on CUDA, in
+  fp32, fp16 or bf16). Its backward ignores the gradient of the last state, so with
+  ``return_last_state=True`` this backend returns the last state detached;
+* ``"triton"``: our Triton kernels, forward and backward (CUDA tensors; CPU tensors run in
+  Triton's interpreter when ``TRITON_INTERPRET=1``, for tests; see :mod:`._scan_triton`);
 * ``"cpu"``: our fused C++ kernel (``csrc/selective_scan.cpp``), forward and backward, built
   on first use and cached (CPU tensors; see :mod:`._cpu_kernels`);
 * ``"torch"``: our time-blocked pure-PyTorch scan with an analytic backward (CPU and GPU);
 * ``"ref"``: a plain sequential loop in float64, the oracle for tests;
-* ``"auto"``: ``"cuda"`` when usable, else ``"cpu"`` for CPU tensors when the kernel builds
-  (if it cannot be built, a warning names the reason once), else ``"torch"``.
+* ``"auto"``: on CUDA, ``"cuda"`` when mamba-ssm imports and takes the call (not float64, and
+  not a last state that needs its gradient), else ``"triton"`` when Triton imports, else
+  ``"torch"``; on CPU, ``"cpu"`` when the kernel builds (if it cannot be built, a warning names
+  the reason once), else ``"torch"``.
 
 The default backend can be forced with the environment variable
 ``SB_CROSSMAMBA_SCAN_BACKEND`` or with :func:`set_default_backend`.
@@ -47,8 +53,10 @@ from speechbrain_crossmamba.nnet._scan_loops import (  # noqa: F401
     hidden_attention,
 )
 from speechbrain_crossmamba.nnet._scan_torch import scan_torch
+from speechbrain_crossmamba.nnet._scan_triton import scan_triton, triton_error
 
-BACKENDS = ("auto", "cuda", "cpu", "torch", "ref")
+BACKENDS = ("auto", "cuda", "triton", "cpu", "torch", "ref")
+_CUDA_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 ENV_VAR = "SB_CROSSMAMBA_SCAN_BACKEND"
 _default_backend = None
 
@@ -59,7 +67,7 @@ def set_default_backend(backend):
     Arguments
     ---------
     backend : str or None
-        One of ``"auto"``, ``"cuda"``, ``"cpu"``, ``"torch"``, ``"ref"``; ``None`` restores the default
+        One of ``BACKENDS``; ``None`` restores the default
         (the environment variable ``SB_CROSSMAMBA_SCAN_BACKEND``, else ``"auto"``).
 
     Example
@@ -132,8 +140,10 @@ def _mamba_ssm_scan():
     )
 
 
-def resolve_backend(backend, device):
-    """Returns the concrete backend (``"cuda"``, ``"cpu"``, ``"torch"`` or ``"ref"``) for ``device``.
+def resolve_backend(
+    backend, device, dtype=torch.float32, last_state_grad=False
+):
+    """Returns the concrete backend (``"cuda"``, ``"triton"``, ``"cpu"``, ``"torch"`` or ``"ref"``).
 
     Arguments
     ---------
@@ -141,6 +151,11 @@ def resolve_backend(backend, device):
         One of ``BACKENDS``; an unusable explicit choice raises a ``RuntimeError``.
     device : torch.device
         Where the tensors are.
+    dtype : torch.dtype
+        The dtype of ``u`` (mamba-ssm's kernel takes fp32, fp16 and bf16 only).
+    last_state_grad : bool
+        Whether the last state is returned and may need its gradient, which mamba-ssm's
+        backward ignores: ``"auto"`` then skips ``"cuda"``.
 
     Returns
     -------
@@ -159,8 +174,11 @@ def resolve_backend(backend, device):
     if backend == "auto":
         backend = get_default_backend()
     if backend == "auto":
-        if device.type == "cuda" and _mamba_ssm_scan() is not None:
-            return "cuda"
+        if device.type == "cuda":
+            cuda_ok = dtype in _CUDA_DTYPES and not last_state_grad
+            if cuda_ok and _mamba_ssm_scan() is not None:
+                return "cuda"
+            return "triton" if triton_error(device) is None else "torch"
         return (
             "cpu"
             if device.type == "cpu" and cpu_kernels() is not None
@@ -175,10 +193,16 @@ def resolve_backend(backend, device):
             raise RuntimeError(
                 f"selective-scan backend 'cpu' is unavailable: {cpu_kernels_error()}"
             )
+    if backend == "triton" and triton_error(device) is not None:
+        raise RuntimeError(triton_error(device))
     if backend == "cuda":
         if device.type != "cuda":
             raise RuntimeError(
                 f"selective-scan backend 'cuda' needs CUDA tensors, got {device.type}"
+            )
+        if dtype not in _CUDA_DTYPES:
+            raise RuntimeError(
+                f"selective-scan backend 'cuda' (mamba-ssm) takes float32, float16 or bfloat16, got {dtype}"
             )
         if _mamba_ssm_scan() is None:
             raise RuntimeError(
@@ -225,15 +249,17 @@ def selective_scan(
     delta_softplus : bool
         Apply softplus to ``Δ + delta_bias``.
     return_last_state : bool
-        Also return the last state h_L, shape (b, d, n) (fp32).
+        Also return the last state h_L, shape (b, d, n) (fp32). Its gradient flows back in every
+        backend but ``"cuda"``, which returns it detached (mamba-ssm's backward ignores it);
+        ``"auto"`` avoids ``"cuda"`` when the last state may need a gradient.
     backend : str
-        ``"auto"``, ``"cuda"``, ``"cpu"``, ``"torch"`` or ``"ref"``.
+        One of ``BACKENDS``.
     initial_state : torch.Tensor, optional
         State h_0 (b, d, n) to start from instead of zero: scanning a sequence in consecutive
         chunks, each from the last state of the one before, gives the scan of the whole. The
-        ``"cpu"`` kernel takes it natively (with its gradient); the other backends run the
-        recurrence step by step, with an O(b·d·n·L) buffer: that path is meant for short
-        streaming chunks.
+        ``"cpu"`` and ``"triton"`` kernels take it natively (with its gradient); the other
+        backends run the recurrence step by step, with an O(b·d·n·L) buffer: that path is meant
+        for short streaming chunks.
 
     Returns
     -------
@@ -280,10 +306,16 @@ def selective_scan(
     True
     """
     _check_shapes(u, delta, A, B, C, D, z, delta_bias)
-    backend = resolve_backend(backend, u.device)
+    grads = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad
+        for t in (u, delta, A, B, C, D, z, delta_bias, initial_state)
+    )
+    backend = resolve_backend(
+        backend, u.device, u.dtype, return_last_state and grads
+    )
     if initial_state is not None:
         _check_state(initial_state, u, A)
-        if backend != "cpu":
+        if backend not in ("cpu", "triton"):
             args = (u, delta, A, B, C, D, z, delta_bias, delta_softplus)
             y, last = _scan_from(initial_state, *args)
             return (y, last) if return_last_state else y
@@ -307,6 +339,19 @@ def selective_scan(
         if backend == "ref":
             y, last = _scan_ref(
                 u, delta, A, B4, C4, D, z, delta_bias, delta_softplus
+            )
+        elif backend == "triton":
+            y, last = scan_triton(
+                u,
+                delta,
+                A,
+                B4,
+                C4,
+                D,
+                z,
+                delta_bias,
+                delta_softplus,
+                initial_state,
             )
         elif backend == "cpu":
             args = (
@@ -333,11 +378,13 @@ def selective_scan(
 def _scan_cuda(
     u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state
 ):
-    """mamba-ssm's kernel, with its input contract: 4-D contiguous B/C in u's dtype, fp32 A/D/bias."""
-    fn = _mamba_ssm_scan()
+    """mamba-ssm's kernel, with its input contract: 4-D contiguous B/C in u's dtype, fp32 A/D/bias.
+
+    Its backward ignores the last state's gradient, so the last state is returned detached.
+    """
     B4 = (B if B.dim() == 4 else B.unsqueeze(1)).to(u.dtype).contiguous()
     C4 = (C if C.dim() == 4 else C.unsqueeze(1)).to(u.dtype).contiguous()
-    return fn(
+    out = _mamba_ssm_scan()(
         u.contiguous(),
         delta.contiguous(),
         A.float().contiguous(),
@@ -349,3 +396,4 @@ def _scan_cuda(
         delta_softplus,
         return_last_state,
     )
+    return (out[0], out[1].detach()) if return_last_state else out
