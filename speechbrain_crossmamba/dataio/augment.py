@@ -14,6 +14,8 @@ Authors
  * speechbrain-crossmamba contributors
 """
 
+import math
+
 import numpy as np
 import torch
 
@@ -57,10 +59,34 @@ def speed_perturb(signal, speed):
     down = int(round(100 * speed))
     if down == 100 or len(signal) < 2:
         return signal
+    out = resample(signal.numpy().astype(np.float64), down, 100)
+    return torch.from_numpy(out.astype(np.float32))
+
+
+def resample(wav, in_rate, out_rate):
+    """Resamples a numpy signal with scipy's polyphase filter (dtype as scipy keeps it).
+
+    Arguments
+    ---------
+    wav : numpy.ndarray
+        The signal, 1-D.
+    in_rate, out_rate : int
+        Its rate, and the rate wanted (any integers; their ratio is reduced).
+
+    Returns
+    -------
+    numpy.ndarray
+        About ``len(wav) * out_rate / in_rate`` samples.
+
+    Example
+    -------
+    >>> len(resample(np.zeros(22050), 22050, 8000))
+    8000
+    """
     from scipy.signal import resample_poly
 
-    out = resample_poly(signal.numpy().astype(np.float64), 100, down)
-    return torch.from_numpy(out.astype(np.float32))
+    g = math.gcd(int(out_rate), int(in_rate))
+    return resample_poly(wav, int(out_rate) // g, int(in_rate) // g)
 
 
 def synthetic_rir(rng, rt60, sample_rate, max_seconds=0.5):

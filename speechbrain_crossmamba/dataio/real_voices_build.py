@@ -22,6 +22,7 @@ import shutil
 import numpy as np
 
 from speechbrain_crossmamba.dataio import synth_speakers as synth
+from speechbrain_crossmamba.dataio.augment import resample
 from speechbrain_crossmamba.dataio.voice_packages import SOURCES
 
 FORMAT_VERSION = 1
@@ -154,16 +155,11 @@ def normalise(wav, rate):
 
 def _utterances(load, rate, config):
     """The processed utterances of one recording (8 kHz float32 arrays)."""
-    from scipy.signal import resample_poly
-
     wav, in_rate = load()
     wav = wav - wav.mean() if len(wav) else wav
     if len(wav) < in_rate * config["min_seconds"] or not np.isfinite(wav).all():
         return []
-    g = math.gcd(rate, in_rate)
-    wav = resample_poly(wav.astype(np.float64), rate // g, in_rate // g).astype(
-        np.float32
-    )
+    wav = resample(wav.astype(np.float64), in_rate, rate).astype(np.float32)
     cuts = cut_utterances(
         wav, rate, config["min_seconds"], config["max_seconds"]
     )

@@ -13,11 +13,12 @@ Authors
  * speechbrain-crossmamba contributors
 """
 
-import math
 import os
 import shutil
 
 import numpy as np
+
+from speechbrain_crossmamba.dataio.augment import resample
 
 SPLITS = ("train", "valid", "test")
 _ACCENT_NAMES = "en-us en en-029 en-gb-scotland en-gb-x-rp en-us-nyc en-gb-x-gbclan en-gb-x-gbcwmd"
@@ -160,8 +161,6 @@ def process_audio(wav, rng, sample_rate=8000, in_rate=ESPEAK_RATE):
     ... )
     (True, 0.5, True)
     """
-    from scipy.signal import resample_poly
-
     loud = np.flatnonzero(np.abs(wav) > 0.01 * (np.abs(wav).max() + 1e-12))
     if len(loud) == 0:
         raise RuntimeError("eSpeak NG produced a silent utterance")
@@ -169,8 +168,7 @@ def process_audio(wav, rng, sample_rate=8000, in_rate=ESPEAK_RATE):
     wav = wav[max(loud[0] - margin, 0) : loud[-1] + margin + 1].astype(
         np.float64
     )
-    g = math.gcd(sample_rate, in_rate)
-    out = resample_poly(wav, sample_rate // g, in_rate // g)
+    out = resample(wav, in_rate, sample_rate)
     out = out * (LEVEL / np.abs(out).max()) + rng.normal(0.0, DITHER, len(out))
     return out.astype(np.float32)
 

@@ -39,6 +39,8 @@ import zipfile
 
 import numpy as np
 
+from speechbrain_crossmamba.dataio.augment import resample
+
 FILLETS_SOUND = "/usr/share/games/fillets-ng/sound"
 DRASCULA_DIR = "/usr/share/scummvm/drascula/en"
 FOTAQ_FILE = "/usr/share/scummvm/flight-of-the-amazon-queen/queen.1c"
@@ -290,13 +292,10 @@ def uqm():
 def _joined_clips(paths, gap_s=0.3, floor=0.01, margin_s=0.05):
     """Clips decoded, resampled to ``KLETTRES_RATE``, trimmed to their sound (samples above
     ``floor`` of the clip's peak, with ``margin_s`` around) and joined ``gap_s`` apart."""
-    from scipy.signal import resample_poly
-
     parts, margin = [], int(margin_s * KLETTRES_RATE)
     for path in paths:
         wav, rate = _decode(_read_file(path))
-        g = np.gcd(int(rate), KLETTRES_RATE)
-        wav = resample_poly(wav, KLETTRES_RATE // g, int(rate) // g)
+        wav = resample(wav, rate, KLETTRES_RATE)
         loud = np.flatnonzero(
             np.abs(wav) > floor * np.abs(wav).max(initial=0.0)
         )
