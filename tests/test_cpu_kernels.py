@@ -166,6 +166,29 @@ def test_conv_backends_agree_and_bad_shapes_are_clear():
         causal_conv1d(x, w, activation="relu")
 
 
+def test_conv_cuda_backend_takes_widths_2_to_4_only(monkeypatch):
+    """causal-conv1d's kernel takes k = 2-4: "auto" falls back for another width, an explicit
+    "cuda" names it (the resolution only: a stand-in kernel and a CUDA device object, no GPU)."""
+    from speechbrain_crossmamba.nnet import causal_conv
+
+    monkeypatch.setattr(causal_conv, "_cuda_conv", lambda: object())
+    resolve, cuda = causal_conv.resolve_conv_backend, torch.device("cuda")
+    for k in (2, 3, 4):
+        assert resolve("auto", cuda, width=k) == resolve("cuda", cuda, width=k) == "cuda"
+    assert resolve("auto", cuda) == "cuda"  # width not given: not checked
+    assert resolve("auto", cuda, history=True, width=4) == "torch"
+    for k in (1, 5, 8):
+        assert resolve("auto", cuda, width=k) == "torch"
+        with pytest.raises(RuntimeError, match=f"kernel widths 2-4 .*got width {k};"):
+            resolve("cuda", cuda, width=k)
+    # causal_conv1d passes its kernel's width (on CPU tensors the width is named first)
+    x = torch.randn(1, 3, 6)
+    with pytest.raises(RuntimeError, match="got width 5"):
+        causal_conv.causal_conv1d(x, torch.randn(3, 5), backend="cuda")
+    with pytest.raises(RuntimeError, match="needs CUDA tensors"):
+        causal_conv.causal_conv1d(x, torch.randn(3, 4), backend="cuda")
+
+
 # --- the fallback -----------------------------------------------------------------------
 
 FALLBACK = textwrap.dedent(

@@ -5,6 +5,8 @@ import torch
 import torch.nn.functional as F
 from speechbrain.lobes.models.dual_path import Decoder, Dual_Path_Model, Encoder
 
+from speechbrain_crossmamba.nnet._cpu_kernels import cpu_kernels
+from speechbrain_crossmamba.nnet.causal_decoder import CausalCrossMambaLayer
 from speechbrain_crossmamba.nnet.cross_mamba import (
     BiCrossMambaBlock,
     CrossMambaBlock,
@@ -40,6 +42,39 @@ def test_mixer_initialisation():
     expected = torch.log(torch.arange(1, 17, dtype=torch.float32)).expand(128, 16)
     torch.testing.assert_close(mixer.A_log.data, expected)
     assert (mixer.D.data == 1).all()
+
+
+@pytest.mark.parametrize("conv_backend", ["torch", "cpu"])
+def test_mamba_ssm_options_bias_conv_bias_dt_init_dt_scale(conv_backend):
+    """mamba-ssm's Mamba options; without a conv bias the conv paths (whole, streamed) agree."""
+    if conv_backend == "cpu" and cpu_kernels() is None:
+        pytest.skip("the CPU kernels do not build here")
+    torch.manual_seed(0)
+    opts = dict(bias=True, conv_bias=False, dt_init="constant", dt_scale=2.0)
+    mixer = MambaMixer(32, d_state=4, dt_rank=4, conv_backend=conv_backend, **opts)
+    assert mixer.conv1d.bias is None and mixer.in_proj.bias.shape == (128,)
+    assert mixer.out_proj.bias.shape == (32,)
+    assert (mixer.dt_proj.weight == 2.0 * 4**-0.5).all()
+    torch.nn.init.normal_(mixer.in_proj.bias)  # Linear's init is small: make it count
+    x = torch.randn(2, 11, 32)
+    y = mixer(x)
+    ref = MambaMixer(32, d_state=4, dt_rank=4, conv_backend="torch", **opts)
+    ref.load_state_dict(mixer.state_dict())
+    torch.testing.assert_close(y, ref(x), atol=1e-5, rtol=1e-5)
+    state = mixer.init_state(2)
+    a, state = mixer.forward_chunk(x[:, :4], state)
+    b, _ = mixer.forward_chunk(x[:, 4:], state)
+    torch.testing.assert_close(torch.cat([a, b], 1), y, atol=1e-5, rtol=1e-5)
+    random = MambaMixer(32, d_state=4, dt_rank=4, dt_scale=0.5)
+    assert random.dt_proj.weight.abs().max() <= 0.5 * 4**-0.5
+    hosts = ((CrossMambaMixer, (16,)), (SBCrossMambaBlock, (1, 16)), (SBMambaBlock, (1, 16)),
+             (CausalCrossMambaLayer, (16,)))  # fmt: skip
+    for cls, args in hosts:  # the subclasses and the blocks pass the options through
+        keys = list(cls(*args, **SMALL, **opts).state_dict())
+        assert not any(k.endswith("conv1d.bias") for k in keys), cls
+        assert any(k.endswith("in_proj.bias") for k in keys), cls
+    with pytest.raises(ValueError, match="dt_init must be one of"):
+        MambaMixer(16, dt_init="normal")
 
 
 def test_crossmamba_query_comes_from_the_clue():

@@ -239,3 +239,26 @@ def test_3d_B_with_grouped_C_is_a_one_line_error():
     inputs["C"] = torch.randn(2, 2, 4, 10)
     with pytest.raises(ValueError, match="same number of groups, got 1 and 2"):
         selective_scan(**inputs)
+
+
+def test_cuda_backend_passes_delta_and_z_in_the_dtype_of_u(monkeypatch):
+    """mamba-ssm's kernel requires u, delta and z in one dtype (fp32 A, D and bias)."""
+    seen = {}
+
+    def kernel(
+        u, delta, A, B, C, D, z, delta_bias, softplus, return_last_state
+    ):
+        seen.update(
+            u=u.dtype, delta=delta.dtype, z=z.dtype, B=B.dtype, A=A.dtype
+        )
+        return u
+
+    monkeypatch.setattr(scan_module, "_mamba_ssm_scan", lambda: kernel)
+    monkeypatch.setattr(scan_module, "resolve_backend", lambda *_: "cuda")
+    inputs = {
+        k: v.detach() if v is not None else v
+        for k, v in _inputs(1, 4, 2, 6).items()
+    }
+    selective_scan(**dict(inputs, u=inputs["u"].bfloat16()))
+    bf16 = torch.bfloat16
+    assert seen == dict(u=bf16, delta=bf16, z=bf16, B=bf16, A=torch.float32)

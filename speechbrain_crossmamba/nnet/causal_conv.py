@@ -6,8 +6,8 @@ companion package ``causal_conv1d_fn``: ``x`` (B, D, L), ``weight`` (D, k), left
 
 Backends:
 
-* ``"cuda"``: causal-conv1d's kernel (only when it imports, the tensors are on CUDA and no
-  history is given);
+* ``"cuda"``: causal-conv1d's kernel (only when it imports, the tensors are on CUDA, no
+  history is given and the kernel width is 2-4, ``CUDA_WIDTHS``);
 * ``"cpu"``: our fused C++ kernel (``csrc/causal_conv.cpp``), forward and backward, with
   the SiLU fused (CPU tensors);
 * ``"torch"``: ``conv1d`` and ``silu`` (or shifted products when a history is given);
@@ -28,6 +28,8 @@ from speechbrain_crossmamba.nnet._scan_cpu import channel_last
 from speechbrain_crossmamba.nnet.selective_scan import optional_cuda_op
 
 CONV_BACKENDS = ("auto", "cuda", "cpu", "torch")
+#: the kernel widths causal-conv1d's CUDA kernel takes (``causal_conv1d_fn`` checks 2 <= k <= 4)
+CUDA_WIDTHS = (2, 3, 4)
 ACTIVATIONS = (None, "silu")
 
 
@@ -80,7 +82,7 @@ def depthwise_conv(x, weight, bias=None, dilation=1):
     return y if bias is None else y + bias[:, None]
 
 
-def resolve_conv_backend(backend, device, history=False):
+def resolve_conv_backend(backend, device, history=False, width=None):
     """Returns the concrete backend (``"cuda"``, ``"cpu"`` or ``"torch"``) of :func:`causal_conv1d`.
 
     Arguments
@@ -91,6 +93,9 @@ def resolve_conv_backend(backend, device, history=False):
         Where the tensors are.
     history : bool
         Whether a history is given (the CUDA kernel takes none).
+    width : int, optional
+        The kernel width k; the CUDA kernel takes 2-4 (``CUDA_WIDTHS``), so ``"auto"`` does
+        not pick it for another width. None: not checked.
 
     Returns
     -------
@@ -101,12 +106,28 @@ def resolve_conv_backend(backend, device, history=False):
     -------
     >>> resolve_conv_backend("torch", torch.device("cpu"))
     'torch'
+
+    A width outside 2-4 never gets the CUDA kernel (a device object: no GPU needed):
+
+    >>> resolve_conv_backend("auto", torch.device("cuda"), width=5)
+    'torch'
     """
     if backend not in CONV_BACKENDS:
         raise ValueError(
             f"unknown causal-conv backend {backend!r}; choose one of {CONV_BACKENDS}"
         )
-    cuda_ok = device.type == "cuda" and not history and _cuda_conv() is not None
+    width_ok = width is None or width in CUDA_WIDTHS
+    if backend == "cuda" and not width_ok:
+        raise RuntimeError(
+            f"causal-conv backend 'cuda' takes kernel widths {CUDA_WIDTHS[0]}-"
+            f"{CUDA_WIDTHS[-1]} (causal-conv1d), got width {width}; use 'auto' or 'torch'"
+        )
+    cuda_ok = (
+        device.type == "cuda"
+        and not history
+        and width_ok
+        and _cuda_conv() is not None
+    )
     if backend == "auto":
         if cuda_ok:
             return "cuda"
@@ -189,7 +210,7 @@ def causal_conv1d(
         raise ValueError(
             f"history must be (B, D, k - 1 = {k - 1}), got {tuple(history.shape)}"
         )
-    backend = resolve_conv_backend(backend, x.device, history is not None)
+    backend = resolve_conv_backend(backend, x.device, history is not None, k)
     silu = activation == "silu"
     if backend == "cuda":
         return _cuda_conv()(

@@ -25,6 +25,8 @@ from speechbrain_crossmamba.nnet.selective_scan import (
 # softplus(MASKED_DELTA + any bias) is 0.0 in fp32 (below 2e-38 in the cpu kernel, whose exp
 # clamps at -87): with the input also zeroed, a padded frame leaves the state unchanged.
 MASKED_DELTA = -1e4
+#: the initialisations of dt_proj's weight (mamba-ssm's ``dt_init``)
+DT_INITS = ("random", "constant")
 
 
 class MambaMixer(nn.Module):
@@ -44,8 +46,17 @@ class MambaMixer(nn.Module):
         Rank of the Δ projection; "auto" is ceil(d_model / 16).
     dt_min, dt_max : float
         Range of the initial step size softplus(dt_bias), sampled log-uniformly.
+    dt_init : str
+        Initialisation of dt_proj's weight: ``"random"``, uniform in ±``dt_scale``·dt_rank^-0.5,
+        or ``"constant"``, all equal to ``dt_scale``·dt_rank^-0.5 (as mamba-ssm's ``Mamba``).
+    dt_scale : float
+        Scale of that initialisation.
     dt_init_floor : float
         Lower bound of the initial step size.
+    conv_bias : bool
+        Whether the causal conv has a bias.
+    bias : bool
+        Whether in_proj and out_proj have biases.
     scan_backend : str
         Backend of :func:`selective_scan` ("auto", "cuda", "cpu", "torch", "ref").
     conv_backend : str
@@ -57,6 +68,11 @@ class MambaMixer(nn.Module):
     >>> x = torch.randn(2, 50, 32)
     >>> mixer(x).shape
     torch.Size([2, 50, 32])
+    >>> mixer = MambaMixer(
+    ...     32, d_state=8, bias=True, conv_bias=False, dt_init="constant"
+    ... )
+    >>> mixer.conv1d.bias is None, mixer(x).shape
+    (True, torch.Size([2, 50, 32]))
     """
 
     #: how many of (B, C) x_proj produces; CrossMamba takes C from the clue instead
@@ -71,11 +87,19 @@ class MambaMixer(nn.Module):
         dt_rank="auto",
         dt_min=0.001,
         dt_max=0.1,
+        dt_init="random",
+        dt_scale=1.0,
         dt_init_floor=1e-4,
+        conv_bias=True,
+        bias=False,
         scan_backend="auto",
         conv_backend="auto",
     ):
         super().__init__()
+        if dt_init not in DT_INITS:
+            raise ValueError(
+                f"dt_init must be one of {DT_INITS}, got {dt_init!r}"
+            )
         self.d_model, self.d_state, self.d_conv = d_model, d_state, d_conv
         self.d_inner = int(expand * d_model)
         self.dt_rank = (
@@ -83,9 +107,9 @@ class MambaMixer(nn.Module):
         )
         self.scan_backend, self.conv_backend = scan_backend, conv_backend
         di = self.d_inner
-        self.in_proj = nn.Linear(d_model, 2 * di, bias=False)
+        self.in_proj = nn.Linear(d_model, 2 * di, bias=bias)
         self.conv1d = nn.Conv1d(
-            di, di, d_conv, groups=di, padding=d_conv - 1, bias=True
+            di, di, d_conv, groups=di, padding=d_conv - 1, bias=conv_bias
         )
         self.x_proj = nn.Linear(
             di, self.dt_rank + self.states_from_x * d_state, bias=False
@@ -99,13 +123,17 @@ class MambaMixer(nn.Module):
         self.D = nn.Parameter(torch.ones(di))
         self.A_log._no_weight_decay = True
         self.D._no_weight_decay = True
-        self.out_proj = nn.Linear(di, d_model, bias=False)
-        self._init_dt(dt_min, dt_max, dt_init_floor)
+        self.out_proj = nn.Linear(di, d_model, bias=bias)
+        self._init_dt(dt_min, dt_max, dt_init_floor, dt_init, dt_scale)
 
-    def _init_dt(self, dt_min, dt_max, floor):
-        """dt_proj weights ~ U(±dt_rank^-0.5); bias = softplus^-1(dt), dt log-uniform."""
-        std = self.dt_rank**-0.5
-        nn.init.uniform_(self.dt_proj.weight, -std, std)
+    def _init_dt(self, dt_min, dt_max, floor, init="random", scale=1.0):
+        """dt_proj weights ~ U(±s) ("random") or = s ("constant"), s = scale·dt_rank^-0.5;
+        bias = softplus^-1(dt), dt log-uniform in [dt_min, dt_max], at least ``floor``."""
+        std = self.dt_rank**-0.5 * scale
+        if init == "constant":
+            nn.init.constant_(self.dt_proj.weight, std)
+        else:
+            nn.init.uniform_(self.dt_proj.weight, -std, std)
         log_dt = torch.rand(self.d_inner) * (
             math.log(dt_max) - math.log(dt_min)
         )
@@ -161,8 +189,13 @@ class MambaMixer(nn.Module):
         # contiguous (B, L, d_inner), and backward adds two products instead of assembling
         # the gradient of a (B, L, 2·d_inner) output from transposed halves (a cat and a copy).
         wx, wz = self.in_proj.weight.chunk(2, dim=0)
-        x = F.linear(hidden, wx).transpose(1, 2)
-        z = F.linear(hidden, wz).transpose(1, 2)
+        bx, bz = (
+            (None, None)
+            if self.in_proj.bias is None
+            else self.in_proj.bias.chunk(2)
+        )
+        x = F.linear(hidden, wx, bx).transpose(1, 2)
+        z = F.linear(hidden, wz, bz).transpose(1, 2)
         m = None if mask is None else mask[:, None, :].to(x.dtype)
         # (in place where the tensor is fresh and no backward needs it: fewer temporaries)
         if m is not None:

@@ -378,7 +378,7 @@ def selective_scan(
 def _scan_cuda(
     u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state
 ):
-    """mamba-ssm's kernel, with its input contract: 4-D contiguous B/C in u's dtype, fp32 A/D/bias.
+    """mamba-ssm's kernel, with its input contract: delta, z and 4-D contiguous B/C in u's dtype, fp32 A/D/bias.
 
     Its backward ignores the last state's gradient, so the last state is returned detached.
     """
@@ -386,12 +386,12 @@ def _scan_cuda(
     C4 = (C if C.dim() == 4 else C.unsqueeze(1)).to(u.dtype).contiguous()
     out = _mamba_ssm_scan()(
         u.contiguous(),
-        delta.contiguous(),
+        delta.to(u.dtype).contiguous(),
         A.float().contiguous(),
         B4,
         C4,
         None if D is None else D.float(),
-        None if z is None else z.contiguous(),
+        None if z is None else z.to(u.dtype).contiguous(),
         None if delta_bias is None else delta_bias.float(),
         delta_softplus,
         return_last_state,
