@@ -85,6 +85,26 @@ if triton is not None:
         hs = P * h[:, :, None] + X
         return u, dt, a, x, Bt, Ct, hs
 
+    @triton.jit
+    def _program_tiles(
+        pd, A_ptr, bias_ptr, n, dpg,
+        HAS_BIAS: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr,
+    ):  # fmt: skip
+        """A program's channels, their group, the state and time offsets, A and delta_bias."""
+        ch = pd * BLOCK_D + tl.arange(0, BLOCK_D)
+        offs_n = tl.arange(0, BLOCK_N)
+        mask_n = offs_n < n
+        A = tl.load(
+            A_ptr + ch[:, None] * n + offs_n[None, :],
+            mask=mask_n[None, :],
+            other=0.0,
+        )
+        bias = tl.zeros((BLOCK_D,), tl.float32)
+        if HAS_BIAS:
+            bias = tl.load(bias_ptr + ch).to(tl.float32)
+        offs_t = tl.arange(0, BLOCK_T)
+        return ch, (pd * BLOCK_D) // dpg, offs_n, offs_t, mask_n, A, bias
+
     def _fwd_kernel(
         u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, h0_ptr,
         out_ptr, states_ptr, last_ptr,
@@ -93,18 +113,10 @@ if triton is not None:
         SOFTPLUS: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr,
     ):  # fmt: skip
         pb, pd = tl.program_id(0), tl.program_id(1)
-        ch = pd * BLOCK_D + tl.arange(0, BLOCK_D)
-        grp = (pd * BLOCK_D) // dpg
-        offs_n = tl.arange(0, BLOCK_N)
-        offs_t = tl.arange(0, BLOCK_T)
-        mask_n = offs_n < n
-        mdn = mask_n[None, :]
-        A = tl.load(
-            A_ptr + ch[:, None] * n + offs_n[None, :], mask=mdn, other=0.0
+        ch, grp, offs_n, offs_t, mask_n, A, bias = _program_tiles(
+            pd, A_ptr, bias_ptr, n, dpg, HAS_BIAS, BLOCK_D, BLOCK_N, BLOCK_T
         )
-        bias = tl.zeros((BLOCK_D,), tl.float32)
-        if HAS_BIAS:
-            bias = tl.load(bias_ptr + ch).to(tl.float32)
+        mdn = mask_n[None, :]
         rows = (pb * d + ch).to(tl.int64) * L
         bc = (pb * G + grp).to(tl.int64) * n * L
         sn = (pb * d + ch).to(tl.int64)[:, None] * n + offs_n[None, :]
@@ -148,18 +160,10 @@ if triton is not None:
     ):  # fmt: skip
         pb, pd = tl.program_id(0), tl.program_id(1)
         nblk = tl.num_programs(1)
-        ch = pd * BLOCK_D + tl.arange(0, BLOCK_D)
-        grp = (pd * BLOCK_D) // dpg
-        offs_n = tl.arange(0, BLOCK_N)
-        offs_t = tl.arange(0, BLOCK_T)
-        mask_n = offs_n < n
-        mdn = mask_n[None, :]
-        A = tl.load(
-            A_ptr + ch[:, None] * n + offs_n[None, :], mask=mdn, other=0.0
+        ch, grp, offs_n, offs_t, mask_n, A, bias = _program_tiles(
+            pd, A_ptr, bias_ptr, n, dpg, HAS_BIAS, BLOCK_D, BLOCK_N, BLOCK_T
         )
-        bias = tl.zeros((BLOCK_D,), tl.float32)
-        if HAS_BIAS:
-            bias = tl.load(bias_ptr + ch).to(tl.float32)
+        mdn = mask_n[None, :]
         Dv = tl.zeros((BLOCK_D,), tl.float32)
         if HAS_D:
             Dv = tl.load(D_ptr + ch)

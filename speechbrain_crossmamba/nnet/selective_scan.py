@@ -340,33 +340,10 @@ def selective_scan(
             y, last = _scan_ref(
                 u, delta, A, B4, C4, D, z, delta_bias, delta_softplus
             )
-        elif backend == "triton":
-            y, last = scan_triton(
-                u,
-                delta,
-                A,
-                B4,
-                C4,
-                D,
-                z,
-                delta_bias,
-                delta_softplus,
-                initial_state,
-            )
-        elif backend == "cpu":
-            args = (
-                u,
-                delta,
-                A,
-                B4,
-                C4,
-                D,
-                z,
-                delta_bias,
-                delta_softplus,
-                initial_state,
-            )
-            y, last = scan_cpu(*args)
+        elif backend in ("triton", "cpu"):
+            args = (u, delta, A, B4, C4, D, z, delta_bias, delta_softplus)
+            scan = scan_triton if backend == "triton" else scan_cpu
+            y, last = scan(*args, initial_state)
         else:
             f32 = lambda t: None if t is None else t.float()  # noqa: E731
             args = (u, delta, A, B4, C4, D, z, delta_bias)
