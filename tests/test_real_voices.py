@@ -9,7 +9,7 @@ import os
 import numpy as np
 import pytest
 
-from speechbrain_crossmamba.dataio import real_voices, real_voices_build, voice_packages
+from speechbrain_crossmamba.dataio import real_voices, real_voices_build, voice_clips, voice_packages
 from speechbrain_crossmamba.dataio.real_voices import (
     cut_utterances,
     normalise,
@@ -191,8 +191,8 @@ def test_klettres_joins_the_clips_of_each_language_and_kind(tmp_path, monkeypatc
             tone = 0.1 * np.sin(np.arange(rate // 2) * 0.05)  # 0.5 s of sound in 1.5 s of silence
             soundfile.write(str(folder / f"{k:02d}.ogg"), np.concatenate([0 * tone, tone, 0 * tone, 0 * tone]), rate)
     (tmp_path / "icons").mkdir()  # other folders of the package are not languages
-    monkeypatch.setattr(voice_packages, "KLETTRES_DIR", str(tmp_path))
-    items = voice_packages.klettres()
+    monkeypatch.setattr(voice_clips, "KLETTRES_DIR", str(tmp_path))
+    items = voice_packages.SOURCES["klettres"][3]()
     per_speaker = {}
     for speaker, key, _ in items:
         per_speaker.setdefault(speaker, []).append(key)
@@ -202,5 +202,27 @@ def test_klettres_joins_the_clips_of_each_language_and_kind(tmp_path, monkeypatc
         "klettres_yy_alpha": ["yy/alpha/0000"],
     }
     wav, rate = items[0][2]()  # 8 clips trimmed to their 0.5 s of sound (+ 50 ms margins), 0.3 s apart
-    assert rate == voice_packages.KLETTRES_RATE and abs(len(wav) / rate - 8 * 0.9) < 0.06  # Vorbis and resampling blur the edges
+    assert rate == voice_clips.CLIP_RATE and abs(len(wav) / rate - 8 * 0.9) < 0.06  # Vorbis and resampling blur the edges
     assert len(cut_utterances(wav, rate, min_seconds=1.0)) >= 1
+
+
+def test_ktuberling_is_one_speaker_per_language_in_any_of_its_formats(tmp_path, monkeypatch):
+    """KTuberling mixes Ogg, Opus and WAV clips in one folder; sr@latin & co. repeat sr."""
+    import soundfile
+
+    tone = 0.1 * np.sin(np.arange(24000) * 0.05)  # 0.5 s at 48 kHz, in 1 s of silence
+    clip = np.concatenate([0 * tone, tone, 0 * tone])
+    for lang, names in (("xx", ["a.ogg", "b.opus", "c.wav", "d.txt"]), ("sr", ["a.wav"]), ("sr@latin", ["a.wav"])):
+        (tmp_path / lang).mkdir()
+        for name in names:
+            if name.endswith(".txt"):
+                (tmp_path / lang / name).write_text("not a clip")
+            else:
+                fmt = {"ogg": "OGG", "opus": "OGG", "wav": "WAV"}[name[-3:].replace("pus", "ogg")]
+                sub = "OPUS" if name.endswith(".opus") else None
+                soundfile.write(str(tmp_path / lang / name), clip, 48000, format=fmt, subtype=sub)
+    monkeypatch.setattr(voice_clips, "KTUBERLING_DIR", str(tmp_path))
+    items = voice_packages.SOURCES["ktuberling"][3]()
+    assert [(speaker, key) for speaker, key, _ in items] == [("ktuberling_sr", "sr/0000"), ("ktuberling_xx", "xx/0000")]
+    wav, rate = items[1][2]()  # three clips of 0.5 s (+ 50 ms margins), 0.3 s apart
+    assert rate == voice_clips.CLIP_RATE and abs(len(wav) / rate - 3 * 0.9) < 0.06

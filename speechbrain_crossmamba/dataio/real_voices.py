@@ -168,7 +168,7 @@ def prepare_real_voices(
     >>> prepare_real_voices("/tmp", sources=["no_such_source"])
     Traceback (most recent call last):
     ...
-    ValueError: unknown real-voice source 'no_such_source'; known: fillets_cs, fillets_nl, drascula, fotaq, uqm, klettres
+    ValueError: unknown real-voice source 'no_such_source'; known: fillets_cs, fillets_nl, drascula, fotaq, uqm, klettres, ktuberling
     """
     config = {
         "format": FORMAT_VERSION,

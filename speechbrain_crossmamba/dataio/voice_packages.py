@@ -6,7 +6,8 @@ project's speaker ID (``<source>_<voice>``), ``key`` a stable name of the record
 package, and ``load()`` returns ``(float32 mono samples, sample rate)``. Only natural voices are
 listed; effect-processed ones (robots, aliens with vocoders, pitch-shifted monsters) and
 recordings whose speaker cannot be told are left out. What was checked for each package is in
-``docs/real_voices.md``.
+``docs/real_voices.md``. The sources made of short clips (KLettres, KTuberling) are in
+:mod:`.voice_clips`.
 
 ======================  =========  ========================================  ==================
 source (package)        section    speakers (how identified)                 licence
@@ -24,13 +25,14 @@ amazon-queen)
 (uqm-voice)                        (commander = starbase; yehat = rebels)    (non-commercial)
 ``klettres``            main       one per language and kind: letters        GPL-2+
 (klettres-data)                    (``alpha``) or syllables (``syllab``)
+``ktuberling``          main       one per language: the names of the        GPL-2+
+(ktuberling-data)                  Potato Guy's objects (``sounds/<lang>``)
 ======================  =========  ========================================  ==================
 
 Authors
  * speechbrain-crossmamba contributors
 """
 
-import io
 import os
 import re
 import struct
@@ -39,19 +41,17 @@ import zipfile
 
 import numpy as np
 
-from speechbrain_crossmamba.dataio.augment import resample
+from speechbrain_crossmamba.dataio.voice_clips import (
+    _decode,
+    _read_file,
+    klettres,
+    ktuberling,
+)
 
 FILLETS_SOUND = "/usr/share/games/fillets-ng/sound"
 DRASCULA_DIR = "/usr/share/scummvm/drascula/en"
 FOTAQ_FILE = "/usr/share/scummvm/flight-of-the-amazon-queen/queen.1c"
 UQM_ZIP = "/usr/share/games/uqm/content/addons/uqm-0.8.0-voice.uqm"
-KLETTRES_DIR = "/usr/share/klettres"
-KLETTRES_CLIPS = (
-    8  # clips joined into one recording (letters of about 1 s each)
-)
-KLETTRES_RATE = (
-    16000  # their common rate (the package mixes 22.05, 44.1, 48 and 128 kHz)
-)
 
 # Drascula's English speech files (*.ALS): the prefix names the character. "D" mixes several
 # voices and "S" holds effects; both are left out.
@@ -88,21 +88,6 @@ UQM_VOICES = {
     "yehat": "yehat",
     "yehatrebels": "yehat",
 }
-
-
-def _decode(data):
-    """Samples and rate of an Ogg Vorbis or MP3 file given as bytes (libsndfile)."""
-    import soundfile
-
-    wav, rate = soundfile.read(
-        io.BytesIO(data), dtype="float32", always_2d=True
-    )
-    return wav.mean(axis=1), rate
-
-
-def _read_file(path):
-    with open(path, "rb") as f:
-        return f.read()
 
 
 def fillets(language):
@@ -289,66 +274,6 @@ def uqm():
     return items
 
 
-def _joined_clips(paths, gap_s=0.3, floor=0.01, margin_s=0.05):
-    """Clips decoded, resampled to ``KLETTRES_RATE``, trimmed to their sound (samples above
-    ``floor`` of the clip's peak, with ``margin_s`` around) and joined ``gap_s`` apart."""
-    parts, margin = [], int(margin_s * KLETTRES_RATE)
-    for path in paths:
-        wav, rate = _decode(_read_file(path))
-        wav = resample(wav, rate, KLETTRES_RATE)
-        loud = np.flatnonzero(
-            np.abs(wav) > floor * np.abs(wav).max(initial=0.0)
-        )
-        if len(loud) == 0:
-            continue  # a silent clip
-        wav = wav[max(0, loud[0] - margin) : loud[-1] + margin]
-        parts += [
-            wav.astype(np.float32),
-            np.zeros(int(gap_s * KLETTRES_RATE), np.float32),
-        ]
-    return (
-        np.concatenate(parts) if parts else np.zeros(0, np.float32)
-    ), KLETTRES_RATE
-
-
-def klettres():
-    """KLettres' letters and syllables, read by a native speaker of each language.
-
-    ``<lang>/alpha/*.ogg`` (letters) and ``<lang>/syllab/*.ogg`` (syllables) are one speaker
-    ID each (whether both kinds of a language are one person was not checked), so this
-    source trains only. Clips of about 1 s are joined by ``KLETTRES_CLIPS`` into recordings,
-    which RealVoices cuts at their pauses like any line.
-
-    Returns
-    -------
-    list of tuple
-        ``(speaker, key, load)`` recordings (see the module docstring); empty when not
-        installed.
-    """
-    items = []
-    if not os.path.isdir(KLETTRES_DIR):
-        return items
-    for lang in sorted(os.listdir(KLETTRES_DIR)):
-        for kind in ("alpha", "syllab"):
-            folder = os.path.join(KLETTRES_DIR, lang, kind)
-            if not os.path.isdir(folder):
-                continue
-            names = sorted(n for n in os.listdir(folder) if n.endswith(".ogg"))
-            for start in range(0, len(names), KLETTRES_CLIPS):
-                paths = [
-                    os.path.join(folder, n)
-                    for n in names[start : start + KLETTRES_CLIPS]
-                ]
-                items.append(
-                    (
-                        f"klettres_{lang}_{kind}",
-                        f"{lang}/{kind}/{start:04d}",
-                        lambda p=paths: _joined_clips(p),
-                    )
-                )
-    return items
-
-
 # source -> (Debian package, section, licence, reader)
 SOURCES = {
     "fillets_cs": (
@@ -377,6 +302,7 @@ SOURCES = {
     ),
     "uqm": ("uqm-voice", "non-free", "CC BY-NC-SA 2.5 (non-commercial)", uqm),
     "klettres": ("klettres-data", "main", "GPL-2+", klettres),
+    "ktuberling": ("ktuberling-data", "main", "GPL-2+", ktuberling),
 }
 
 
