@@ -1,5 +1,7 @@
 """``Checkpointer``: SpeechBrain's checkpointer, safe against a kill in the middle of a save;
-``load_pretrained_extractor``: a ``pretrained/`` folder's weights as a run's start (``init_from``).
+``RandomState``: the global random generators as a recoverable, so a resumed run draws what the
+run it continues would have; ``load_pretrained_extractor``: a ``pretrained/`` folder's weights as
+a run's start (``init_from``).
 
 The recipes name it ``speechbrain_crossmamba.training.Checkpointer`` (imported there).
 
@@ -9,11 +11,18 @@ Authors
 
 import logging
 import os
+import random
 import shutil
 
+import numpy as np
 import torch
 
 import speechbrain as sb
+from speechbrain.utils.checkpoints import (
+    mark_as_loader,
+    mark_as_saver,
+    register_checkpoint_hooks,
+)
 from speechbrain.utils.distributed import if_main_process
 
 logger = logging.getLogger(__name__)
@@ -98,6 +107,78 @@ class Checkpointer(sb.utils.checkpoints.Checkpointer):
                 )
                 shutil.rmtree(ckpt.path, ignore_errors=True)
         return complete
+
+
+@register_checkpoint_hooks
+class RandomState:
+    """The global random generators (Python's, NumPy's, torch's on the CPU and on every CUDA
+    device) as a checkpoint recoverable.
+
+    SpeechBrain seeds them once when a run starts, and a resumed run starts again from that
+    seed: whatever training draws from them (dropout masks, above all) would then differ from
+    the run that was never stopped. Saved in every checkpoint and restored with it, a resumed
+    run is bit-identical to an uninterrupted one. A checkpoint saved without it (by an older
+    version) loads as before (``TSEBrain`` registers it with ``optional_load``).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> state = RandomState()
+    >>> path = os.path.join(tempfile.mkdtemp(), "rng.ckpt")
+    >>> _ = torch.manual_seed(0)
+    >>> state.save(path)
+    >>> first = torch.rand(3)
+    >>> state.load(path, end_of_epoch=False)
+    >>> torch.equal(torch.rand(3), first)
+    True
+    """
+
+    @mark_as_saver
+    def save(self, path):
+        """Writes the generators' states to ``path``.
+
+        Arguments
+        ---------
+        path : str or pathlib.Path
+            The file to write.
+        """
+        version, keys, gauss = random.getstate()
+        kind, mt, pos, has_gauss, cached = np.random.get_state()
+        state = {
+            "python": [version, torch.tensor(keys), gauss],
+            "numpy": [kind, torch.from_numpy(mt.astype(np.int64)), pos, has_gauss, cached],
+            "torch": torch.get_rng_state(),
+        }  # fmt: skip
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        torch.save(state, path)
+
+    @mark_as_loader
+    def load(self, path, end_of_epoch=False):
+        """Restores the generators' states from ``path``.
+
+        Arguments
+        ---------
+        path : str or pathlib.Path
+            A file written by :meth:`save`.
+        end_of_epoch : bool
+            Unused (SpeechBrain's loader signature).
+        """
+        state = torch.load(path, map_location="cpu")
+        version, keys, gauss = state["python"]
+        random.setstate((version, tuple(keys.tolist()), gauss))
+        kind, mt, pos, has_gauss, cached = state["numpy"]
+        np.random.set_state(
+            (kind, mt.numpy().astype(np.uint32), pos, has_gauss, cached)
+        )
+        torch.set_rng_state(state["torch"])
+        cuda = state.get("cuda")
+        if (
+            cuda is not None
+            and torch.cuda.is_available()
+            and len(cuda) == torch.cuda.device_count()
+        ):
+            torch.cuda.set_rng_state_all(cuda)
 
 
 def load_pretrained_extractor(extractor, folder):

@@ -17,6 +17,7 @@ import speechbrain as sb
 from speechbrain.dataio.batch import PaddedData
 from speechbrain.nnet.losses import get_si_snr_with_pitwrapper
 from speechbrain.utils.distributed import if_main_process
+from speechbrain_crossmamba.checkpoints import RandomState
 from speechbrain_crossmamba.evaluation import TestRecords, si_snr, write_results
 from speechbrain_crossmamba.run_clock import RunClock
 
@@ -44,6 +45,11 @@ class TSEBrain(RunClock, TestRecords, sb.Brain):
     ``sep-si-snri`` (the better of the two outputs) and never count as the best checkpoint;
     the learning-rate scheduler starts at the switch. The stage follows from the epoch, so a
     resumed run continues in the right one.
+
+    **Resuming** (the same command again, after a stop or a kill) continues bit-identically
+    to a run that was never stopped, mid-epoch and across the switch included: the
+    checkpoints keep the weights, the optimizer, the data position and the global random
+    generators (:class:`~speechbrain_crossmamba.checkpoints.RandomState`, for dropout).
 
     Example
     -------
@@ -254,6 +260,35 @@ class TSEBrain(RunClock, TestRecords, sb.Brain):
         self._train_set = train_set
         return super().fit(epoch_counter, train_set, valid_set, **kwargs)
 
+    def make_dataloader(
+        self, dataset, stage, ckpt_prefix="dataloader-", **loader_kwargs
+    ):
+        """``sb.Brain.make_dataloader``, with a random generator of the loader's own.
+
+        Creating a loader's iterator draws its workers' base seed; without a generator of its
+        own, from torch's global one. Every checkpoint keeps the global generators
+        (:class:`~speechbrain_crossmamba.checkpoints.RandomState`) as they were after its
+        last step, and a run resumed in mid-epoch creates its iterator after restoring them:
+        that draw would shift every later draw (dropout) by one against the run that was
+        never stopped. Its own generator keeps the global draws to the steps alone.
+
+        Arguments
+        ---------
+        dataset, stage, ckpt_prefix, **loader_kwargs
+            Those of ``sb.Brain.make_dataloader``.
+
+        Returns
+        -------
+        DataLoader
+            The loader.
+        """
+        if "generator" not in loader_kwargs:
+            generator = torch.Generator().manual_seed(torch.initial_seed())
+            loader_kwargs["generator"] = generator
+        return super().make_dataloader(
+            dataset, stage, ckpt_prefix, **loader_kwargs
+        )
+
     def on_fit_start(self):
         """Checks ``lr_decay``, then :meth:`RunClock.on_fit_start` (SpeechBrain's, which recovers
         the newest checkpoint, then the run's minutes so far)."""
@@ -264,6 +299,16 @@ class TSEBrain(RunClock, TestRecords, sb.Brain):
         # wrapped at all).
         if self._hparam("warm_start_epochs") > 0 or self._speaker_loss_on():
             self.find_unused_parameters = True
+        # the global random generators go into every checkpoint, so a resumed run draws what
+        # the uninterrupted run would have (dropout): a resume is bit-identical to no stop
+        # (with make_dataloader's own generators)
+        if (
+            self.checkpointer is not None
+            and "random_state" not in self.checkpointer.recoverables
+        ):
+            self.checkpointer.add_recoverable(
+                "random_state", RandomState(), optional_load=True
+            )
         super().on_fit_start()
 
     def on_stage_end(self, stage, stage_loss, epoch=None):

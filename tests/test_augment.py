@@ -10,6 +10,7 @@ import pytest
 import soundfile
 import torch
 
+from speechbrain_crossmamba.dataio import mixing
 from speechbrain_crossmamba.dataio.augment import speed_perturb, synthetic_rir
 from speechbrain_crossmamba.dataio.mixing import DynamicMixDataset
 
@@ -70,9 +71,19 @@ ALL = {
 }
 
 
-def test_augmented_mixtures_are_reproducible_and_keep_the_snr(utterances):
+def test_augmented_mixtures_are_reproducible_and_keep_the_snr(
+    utterances, monkeypatch
+):
     plain, aug, twin = _dataset(utterances), _dataset(utterances, **ALL), _dataset(utterances, **ALL)
     no_noise = _dataset(utterances, speed_range=(0.9, 1.1), reverb_prob=1.0)
+    drawn, mix_at_snr = [], mixing.mix_at_snr  # the SNRs the items ask for
+
+    def spy(target, interferer, snr_db, **kwargs):
+        drawn.append(snr_db)
+        return mix_at_snr(target, interferer, snr_db, **kwargs)
+
+    monkeypatch.setattr(mixing, "mix_at_snr", spy)
+    snrs = []
     for i in range(len(aug)):
         item = aug[i]
         assert item["mix_sig"].shape == item["target_sig"].shape == (SR,)
@@ -81,9 +92,13 @@ def test_augmented_mixtures_are_reproducible_and_keep_the_snr(utterances):
         assert not torch.equal(item["target_sig"], plain[i]["target_sig"])
         # the reference stays exact: mix - target is the interferer alone, at the drawn SNR
         clean = no_noise[i]
-        rest = clean["mix_sig"] - clean["target_sig"]
-        snr = 10 * torch.log10(clean["target_sig"].pow(2).mean() / rest.pow(2).mean())
-        assert -5.01 <= float(snr) <= 5.01
+        snrs.append(drawn[-1])
+        target = clean["target_sig"].double()
+        rest = clean["mix_sig"].double() - target
+        snr = 10 * torch.log10(target.pow(2).mean() / rest.pow(2).mean())
+        assert abs(float(snr) - snrs[-1]) < 0.01, (float(snr), snrs[-1])
+    # drawn from snr_range, not one value for all
+    assert all(-5 <= x <= 5 for x in snrs) and max(snrs) - min(snrs) > 3
 
 
 def test_reverberation_spreads_the_target(utterances):

@@ -1,10 +1,54 @@
-"""The installed dependencies load together: a broken torch/torchaudio pair fails here, in one
-clear test, instead of as an import error in every module."""
+"""The installed dependencies load together and are those the project declares: a broken
+torch/torchaudio pair fails here, in one clear test, instead of as an import error in every
+module; so does a package outside its setup.cfg range or a pin that setup.cfg would refuse."""
 
+import configparser
+import importlib.metadata
 import math
+import pathlib
 
 import pytest
 import torch
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _pins():
+    """constraints.txt as {canonical name: pinned version}; every line must be an exact pin."""
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            req = Requirement(line)
+            (spec,) = req.specifier
+            assert spec.operator == "==", f"not an exact pin: {line}"
+            pins[canonicalize_name(req.name)] = spec.version
+    return pins
+
+
+def _declared():
+    """setup.cfg's install_requires and extras as {group: [Requirement]}."""
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+
+    def parse(text):
+        return [Requirement(x) for x in text.splitlines() if x.strip()]
+
+    groups = {"install_requires": parse(cfg["options"]["install_requires"])}
+    groups.update(
+        {k: parse(v) for k, v in cfg["options.extras_require"].items()}
+    )
+    return groups
+
+
+def _installed(name):
+    """The installed version without a local tag (+cpu, +cu130), or None."""
+    try:
+        return importlib.metadata.version(name).split("+")[0]
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def test_torchaudio_loads_and_resamples():
@@ -23,13 +67,48 @@ def test_torchaudio_loads_and_resamples():
 
 
 def test_torch_and_torchaudio_are_the_pinned_pair():
+    """The loaded torch and torchaudio are the releases constraints.txt pins, one release."""
     import torchaudio
 
-    base = lambda v: v.split("+")[0]  # noqa: E731  (drop a local tag such as +cpu)
-    assert base(torch.__version__) == base(torchaudio.__version__), (
-        f"torch {torch.__version__} with torchaudio {torchaudio.__version__}: "
-        "install the same release of both (pip install -e . -c constraints.txt)"
-    )
+    pins = _pins()
+    assert pins["torch"] == pins["torchaudio"], "constraints.txt pins two"
+    loaded = {"torch": torch.__version__, "torchaudio": torchaudio.__version__}
+    for name, version in loaded.items():
+        assert version.split("+")[0] == pins[name], (
+            f"torch {loaded['torch']} with torchaudio {loaded['torchaudio']}; constraints.txt "
+            f"pins {pins[name]} for both: pip install -e . -c constraints.txt"
+        )
+
+
+def test_installed_packages_are_in_the_setup_cfg_ranges():
+    """Every requirement is installed within its declared range; an extra's, when installed."""
+    checked = []
+    for group, requirements in _declared().items():
+        for req in requirements:
+            version = _installed(req.name)
+            if version is None:
+                assert group != "install_requires", f"{req.name} is missing"
+                continue
+            assert req.specifier.contains(version, prereleases=True), (
+                f"{req.name} {version} is outside setup.cfg's {req} ({group})"
+            )
+            checked.append(req.name)
+    assert {"torch", "torchaudio", "speechbrain", "pytest"} <= set(checked)
+
+
+def test_every_pin_is_in_the_setup_cfg_ranges():
+    """constraints.txt pins a version of every declared package but the [cuda] extra's, each
+    inside its range (else the README's install command cannot resolve)."""
+    pins = _pins()
+    for group, requirements in _declared().items():
+        if group == "cuda":  # GPU kernels: not pinned, not in the tested set
+            continue
+        for req in requirements:
+            pin = pins.get(canonicalize_name(req.name))
+            assert pin is not None, f"constraints.txt lacks {req.name}"
+            assert req.specifier.contains(pin, prereleases=True), (
+                f"constraints.txt pins {req.name}=={pin}, outside setup.cfg's {req} ({group})"
+            )
 
 
 @pytest.mark.parametrize(

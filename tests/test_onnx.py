@@ -1,7 +1,6 @@
 """ONNX export of the streaming host: ONNX Runtime against PyTorch, fixed shapes, the CLI."""
 
 import json
-import os
 import subprocess
 import sys
 
@@ -11,7 +10,7 @@ import onnxruntime
 import pytest
 import soundfile
 import torch
-from test_streaming import RATE, _model, _signal
+from test_streaming import CLUE_PAIRS, RATE, _model, _rel, _signal
 from test_training import ROOT
 
 from speechbrain_crossmamba.inference.onnx_export import export_onnx
@@ -60,6 +59,51 @@ def test_the_clue_graph_equals_the_clue_encoder_at_any_enrollment_length(exporte
         with torch.no_grad():
             ref = model.encode_clue(c).numpy()
         np.testing.assert_allclose(runner.encode_clue(c), ref, atol=1e-5, rtol=0)
+
+
+def _graphs_follow_the_clue(model, path, clue_a, clue_b):
+    """ONNX Runtime == PyTorch also holds if the clue were lost on the way (a clue graph
+    folded to a constant, a chunk graph that leaves its clue input unused): both would then
+    give one output for every clue. Here two far-apart clues give clue vectors and streams
+    over 1e-2 apart (relative), while the runner given clue A matches PyTorch given A within
+    1e-4 (ONNX Runtime's float rounding; measured under 1e-6)."""
+    runner = OnnxStreamingExtractor(path)
+    with torch.no_grad():
+        ref_a, ref_b = model.encode_clue(clue_a), model.encode_clue(clue_b)
+    got_a, got_b = (
+        torch.from_numpy(runner.encode_clue(c)) for c in (clue_a, clue_b)
+    )
+    assert _rel(got_a, ref_a) < 1e-4 and _rel(got_b, ref_b) < 1e-4
+    assert _rel(got_a, ref_b) > 1e-2 and _rel(got_b, got_a) > 1e-2
+    mix = _signal(1.0, seed=1)
+    out_a, out_b = (
+        runner.forward_chunk(mix, runner.init_state(c))[0]
+        for c in (clue_a, clue_b)
+    )
+    n = out_a.shape[1]  # every whole chunk's output (the flush's may differ)
+    with torch.no_grad():
+        offline_a, offline_b = (model(mix, c)[:, :n] for c in (clue_a, clue_b))
+    assert n > RATE // 2 and offline_a.abs().max() > 1e-3
+    assert _rel(out_a, offline_a) < 1e-4 and _rel(out_b, offline_b) < 1e-4
+    assert _rel(out_a, offline_b) > 1e-2 and _rel(out_a, out_b) > 1e-2
+
+
+def test_the_graphs_follow_the_clue(exported):
+    """The label and enrollment graphs: see ``_graphs_follow_the_clue``."""
+    model, path, spec, _ = exported
+    kind = "label" if spec["clue"]["input"] == "labels" else "enrollment"
+    _graphs_follow_the_clue(model, path, *CLUE_PAIRS[kind]())
+
+
+def test_the_vector_clue_graph_follows_the_clue(tmp_path):
+    """The third clue input an export takes: an external vector (e.g. a speaker embedding).
+    The attention decoder: its export takes a third of the CrossMamba decoder's time."""
+    model = _model("attention", "vector", context_frames=300)
+    path = str(tmp_path / "model.onnx")
+    spec = export_onnx(model, 8, path, verify_chunks=0)
+    assert spec["clue"]["input"] == "vector" and spec["clue"]["d_in"] == 192
+    g = torch.Generator().manual_seed(5)
+    _graphs_follow_the_clue(model, path, *torch.randn(2, 1, 192, generator=g))
 
 
 def test_every_graph_input_has_a_fixed_shape_and_the_state_keeps_it(exported):

@@ -1,11 +1,11 @@
 """The streaming host: chunked == offline, causality, a fixed-size state, training, the CLI."""
 
 import csv
+import itertools
 import os
 import re
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -74,6 +74,47 @@ def test_enrollment_clue_streams_like_offline():
     with torch.no_grad():
         offline = model(mix, enrollment)
     torch.testing.assert_close(_stream(model, mix, enrollment, [160]), offline, rtol=1e-4, atol=1e-5)
+
+
+def _tone(hz, seconds=1.0):
+    t = torch.arange(int(seconds * RATE)) / RATE
+    return 0.3 * torch.sin(2 * torch.pi * hz * t)[None]
+
+
+# two clues per kind, far apart: other classes; enrollments of other spectra (a low and a
+# high tone: two white-noise enrollments pool to nearly the same clue vector)
+CLUE_PAIRS = {
+    "label": lambda: (torch.tensor([3]), torch.tensor([7])),
+    "enrollment": lambda: (_tone(150), _tone(1800)),
+}
+
+
+def _rel(a, b):
+    """The relative distance of ``a`` from ``b``: 0 for equal outputs."""
+    return float((a - b).norm() / b.norm())
+
+
+@pytest.mark.parametrize("clue", ["label", "enrollment"])
+@pytest.mark.parametrize("decoder", ["crossmamba", "attention"])
+def test_the_stream_follows_its_clue(decoder, clue, monkeypatch):
+    """Chunked == offline also holds for a host that ignores its clue (both outputs would be
+    the same for every clue). Here the stream given clue A equals the offline output for A
+    (float rounding: under 1e-5 relative) and is far from the offline output for B (over 1e-2:
+    a thousand times that; measured 0.05 to 1.1). The control, the clue zeroed where the host
+    takes it (the query W·e ⊙ mem, its only way in), fails the second check: B's output is
+    A's. The streaming host has no fusion gates: an untrained model already uses its clue."""
+    model = _model(decoder, clue, context_frames=300)
+    mix, (clue_a, clue_b) = _signal(1), CLUE_PAIRS[clue]()
+    with torch.no_grad():
+        offline_a, offline_b = model(mix, clue_a), model(mix, clue_b)
+    streamed = _stream(model, mix, clue_a, [400])
+    same, other = _rel(streamed, offline_a), _rel(streamed, offline_b)
+    assert same < 1e-5 and other > 1e-2, (same, other)
+    query = model.masknet.query.forward
+    zeroed = lambda c, x: query(torch.zeros_like(c), x)  # noqa: E731
+    monkeypatch.setattr(model.masknet.query, "forward", zeroed)
+    with torch.no_grad():  # the control: the clue ignored, A's output is B's
+        assert _rel(model(mix, clue_a), model(mix, clue_b)) < 1e-5
 
 
 def test_padded_batch_items_equal_their_outputs_alone():
@@ -152,20 +193,57 @@ def test_non_causal_masknet_is_refused():
         StreamingExtractor(hp["encoder"], hp["extractor"].masknet, hp["decoder"], hp["clue_label"]())
 
 
-def test_simulated_and_real_time_clocks():
-    from speechbrain_crossmamba.inference.streaming import simulate_stream
+def test_simulated_and_real_time_clocks(monkeypatch):
+    from types import SimpleNamespace
 
-    model, mix, label = _model(), _signal(0.5), torch.tensor([1])
+    from speechbrain_crossmamba.inference import streaming
+    from speechbrain_crossmamba.inference.streaming import (
+        latency_summary,
+        simulate_stream,
+    )
+
+    model, mix, label = _model(), _signal(0.2), torch.tensor([1])
     with torch.no_grad():
         offline = model(mix, label)[0]
-    virtual = simulate_stream(model, mix, label, 80)
-    assert len(virtual["latency_ms"]) == 50 and virtual["chunk_ms"] == 10.0
-    assert (virtual["latency_ms"] >= virtual["compute_ms"] - 1e-9).all()  # queueing only adds
-    torch.testing.assert_close(virtual["output"], offline, rtol=1e-4, atol=1e-5)
-    t0 = time.perf_counter()
-    real = simulate_stream(model, mix, label, 80, realtime=True)
-    assert time.perf_counter() - t0 >= 0.5  # it waited for the chunks to arrive
-    torch.testing.assert_close(real["output"], offline, rtol=1e-4, atol=1e-5)
+    # the algorithmic latency is the chunk plus the decoder's overlap-add: the kernel of
+    # streaming_tse.yaml (16 samples, hop 8) overlaps 8 samples, 1 ms at 8 kHz
+    with open(MODEL_FILE) as f:
+        kernel = load_hyperpyyaml(f, TINY)["kernel_size"]
+    lookahead_ms = 1000 * (kernel - kernel // 2) / RATE
+    assert lookahead_ms == 1.0
+    # a model clock, so that every number is exact: a chunk costs `cost` seconds, and
+    # sleeping moves the clock on by the time asked for
+    clock = {"now": 0.0}
+    forward_chunk = model.forward_chunk
+
+    def costly(chunk, state):
+        clock["now"] += cost
+        return forward_chunk(chunk, state)
+
+    def sleep(seconds):
+        clock["now"] += max(0.0, seconds)
+
+    fake = SimpleNamespace(perf_counter=lambda: clock["now"], sleep=sleep)
+    monkeypatch.setattr(model, "forward_chunk", costly)
+    monkeypatch.setattr(streaming, "time", fake)
+    i = np.arange(20)  # 20 chunks of 10 ms; chunk i arrives at 10 (i + 1) ms
+    # a chunk faster, then slower than real time
+    runs = [(0.004, 4.0 + 0 * i), (0.015, 15.0 + 5.0 * i)]
+    for (cost, latency), realtime in itertools.product(runs, (False, True)):
+        clock["now"] = 0.0
+        run = simulate_stream(model, mix, label, 80, realtime=realtime)
+        assert run["chunk_ms"] == 10.0 and run["lookahead_ms"] == lookahead_ms
+        compute = np.full(20, 1000 * cost)
+        assert np.abs(run["compute_ms"] - compute).max() < 1e-9
+        # from arrival to output: the compute, plus the queue behind late chunks
+        assert np.abs(run["latency_ms"] - latency).max() < 1e-9
+        # real time waits for each chunk: the clock ends at the last one's arrival + latency
+        end = 0.2 + latency[-1] / 1000 if realtime else 20 * cost
+        assert clock["now"] == pytest.approx(end, abs=1e-9)
+        torch.testing.assert_close(run["output"], offline, rtol=1e-4, atol=1e-5)
+    assert latency_summary(run).startswith(
+        "20 chunks of 10.0 ms; algorithmic latency 11.0 ms (chunk + 1.0 ms"
+    )
 
 
 def _model_lines(path):

@@ -4,6 +4,7 @@ import csv
 import glob
 import math
 import os
+import re
 
 import pytest
 import torch
@@ -13,7 +14,7 @@ from speechbrain.inference.interfaces import Pretrained
 
 from speechbrain_crossmamba.dataio.tse_data import interferer_enrollments
 from speechbrain_crossmamba.evaluation import utterance_metrics
-from speechbrain_crossmamba.training import main
+from speechbrain_crossmamba.training import TSEBrain, main
 from test_training import TINY_MODEL, tiny_args
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -100,14 +101,66 @@ def test_warm_start_runs_separation_then_extraction_and_exports_the_extractor(tm
     assert other[first["ID"]] != test_rows[first["ID"]]["interf_wav"]  # another utterance
 
 
-def test_resume_across_the_stage_switch(tmp_path):
-    """A run stopped after its separation epoch resumes in the extraction stage."""
-    out, data = str(tmp_path / "run"), str(tmp_path / "data")
-    main(tiny_args(out, data, epochs=1, extra=["--warm_start_epochs=1"]))
-    assert _log(out).count("stage: separation") == 1
-    main(tiny_args(out, data, epochs=2, extra=["--warm_start_epochs=1"]))
+class Interrupted(Exception):
+    pass
+
+
+def _epoch_lines(out):
+    """The log's epoch lines without the minutes (the only thing a resume may change)."""
     lines = [line for line in _log(out).splitlines() if line.startswith("epoch:")]
-    assert len(lines) == 2 and "stage: separation" in lines[0] and "stage: extraction" in lines[1]
+    return [re.sub(r"minutes: [^,]+, ", "", line) for line in lines]
+
+
+def test_resume_across_the_stage_switch_continues_bit_identically(
+    tmp_path, monkeypatch
+):
+    """A run stopped at the switch (its separation epoch done, by number_of_epochs), resumed
+    into extraction, killed two steps into it and resumed again ends with the weights and
+    the log of the run that was never stopped: every tensor bitwise equal, every logged
+    loss and metric the same. One separation and one extraction epoch of 4 steps each, with
+    CrossMamba fusion and Transformer blocks at dropout 0.1: the global random draws (the
+    dropout masks) must continue where they were, too."""
+    data = str(tmp_path / "data")
+    extra = ["--warm_start_epochs=1", "--ckpt_interval_steps=1"]
+    extra += ["--ckpt_interval_minutes=0", "--block_variant=transformer"]
+    model = TINY_MODEL[:-1] + ", dropout: 0.1}"
+
+    def args(out, epochs):
+        args = tiny_args(out, data, epochs=epochs, extra=extra)
+        return [model if a == TINY_MODEL else a for a in args]
+
+    whole, parts = str(tmp_path / "whole"), str(tmp_path / "parts")
+    main(args(whole, 2))
+    main(args(parts, 1))  # stops at the switch
+    assert _epoch_lines(parts) == _epoch_lines(whole)[:1]
+    assert "stage: separation" in _epoch_lines(parts)[0]
+    fit_batch, calls = TSEBrain.fit_batch, []
+
+    def dies_in_step_3(self, batch):
+        calls.append(self.separating)
+        if len(calls) == 3:  # steps 1 and 2 of extraction are checkpointed
+            raise Interrupted()
+        return fit_batch(self, batch)
+
+    monkeypatch.setattr(TSEBrain, "fit_batch", dies_in_step_3)
+    with pytest.raises(Interrupted):
+        main(args(parts, 2))
+    assert calls == [False] * 3  # resumed in the extraction stage
+    calls.clear()
+    counted = lambda self, batch: calls.append(1) or fit_batch(self, batch)  # noqa: E731
+    monkeypatch.setattr(TSEBrain, "fit_batch", counted)
+    main(args(parts, 2))
+    assert len(calls) == 2  # steps 3 and 4 only
+    assert _epoch_lines(parts) == _epoch_lines(whole)
+    assert "stage: extraction" in _epoch_lines(parts)[1]
+    path = lambda out, name: os.path.join(out, name)  # noqa: E731
+    ckpts = [path(o, "pretrained/extractor.ckpt") for o in (whole, parts)]
+    a, b = (torch.load(c) for c in ckpts)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    gates = [k for k in a if k.endswith(".gate")]
+    assert any(a[k].abs().sum() > 0 for k in gates)  # extraction was trained
+    results = [open(path(o, "test_results.csv")).read() for o in (whole, parts)]
+    assert results[0] == results[1]
 
 
 def test_lr_decay_acts_after_extraction_epochs_and_survives_a_resume(tmp_path):

@@ -23,7 +23,9 @@ class TargetSpeakerExtraction(Pretrained):
     """Extracts a target speaker (or sound class) from a mixture.
 
     Long inputs (over ``window_seconds``) are processed in overlapping windows with the same clue
-    and recombined by overlap-add with complementary Hann fades, so memory stays bounded.
+    and recombined by overlap-add with complementary Hann fades, so memory stays bounded. Every
+    window starts on the model's grid (see :meth:`window_grids`), so its frames (and dual-path
+    chunks) are those of one pass over the whole input.
 
     Example
     -------
@@ -175,13 +177,30 @@ class TargetSpeakerExtraction(Pretrained):
             )
         return out.float().cpu()
 
+    def window_grids(self):
+        """The steps a window start may take, coarsest first: the chunk hop of a dual-path
+        mask network (``K // 2`` encoder frames), then the encoder's hop.
+
+        A window that starts off them frames its signal with another phase than one pass over
+        the whole input does (and chunks it otherwise): on the shipped 16 ms models, a window
+        moved off the grid differs from that pass about 20 dB below the estimate, one on it
+        about 25 dB below (the context it lacks).
+
+        Returns
+        -------
+        tuple of int
+            Grid steps in samples.
+        """
+        extractor = self.mods.extractor
+        hop = int(getattr(extractor, "stride", 1))
+        K = getattr(extractor.masknet, "K", None)
+        return (hop * (K // 2), hop) if K and K // 2 > 1 else (hop,)
+
     def _windowed(self, mix, clue, clue_lens):
         T = mix.shape[-1]
         win = round(self.window_seconds * self.sample_rate)
         fade = min(round(self.overlap_seconds * self.sample_rate), win // 2)
-        hop = win - fade
-        starts = list(range(0, max(T - win, 0) + hop, hop))
-        starts[-1] = max(T - win, 0)  # the last window ends at T
+        windows = window_bounds(T, win, fade, self.window_grids())
         out = torch.zeros(mix.shape[0], T)
         weight = torch.zeros(T)
         ramp = (
@@ -189,15 +208,15 @@ class TargetSpeakerExtraction(Pretrained):
             if fade
             else torch.ones(0)
         )
-        for i, s in enumerate(starts):
-            piece = self._run(mix[:, s : s + win], None, clue, clue_lens)
+        for i, (s, end) in enumerate(windows):
+            piece = self._run(mix[:, s:end], None, clue, clue_lens)
             w = torch.ones(piece.shape[-1])
             if i > 0 and fade:
                 w[:fade] = ramp
-            if i < len(starts) - 1 and fade:
+            if i < len(windows) - 1 and fade:
                 w[-fade:] = ramp.flip(0)
-            out[:, s : s + piece.shape[-1]] += piece * w
-            weight[s : s + piece.shape[-1]] += w
+            out[:, s:end] += piece * w
+            weight[s:end] += w
         return out / weight.clamp(min=1e-8)
 
     def load_audio(self, path, name="mixture"):
@@ -338,6 +357,46 @@ class TargetSpeakerExtraction(Pretrained):
             The estimates [B, T].
         """
         return self.extract_batch(mix, mix_lens, clue, clue_lens)
+
+
+def window_bounds(length, window, overlap, grids=(1,)):
+    """The ``(start, end)`` of the windows that cover ``length`` samples.
+
+    Windows of ``window`` samples start every ``window - overlap`` samples, rounded down to
+    the coarsest of ``grids`` that fits in it; the last one starts at the last grid point
+    that leaves it at least ``window`` samples, and runs to the end (it is longer than
+    ``window`` by less than a grid step). Consecutive windows overlap by ``overlap`` samples
+    or more, and every start is on the grid.
+
+    Arguments
+    ---------
+    length : int
+        Samples of the input.
+    window, overlap : int
+        Samples of a window and of the overlap of two consecutive windows.
+    grids : tuple of int
+        Steps the starts may take, coarsest first.
+
+    Returns
+    -------
+    list of (int, int)
+        The windows, in order.
+
+    Example
+    -------
+    >>> window_bounds(
+    ...     186400, 80000, 8000, grids=(1600, 64)
+    ... )  # 23.3 s, 10 s windows at 8 kHz
+    [(0, 80000), (72000, 152000), (105600, 186400)]
+    >>> window_bounds(100000, 80000, 8000)
+    [(0, 80000), (20000, 100000)]
+    """
+    most = max(window - overlap, 1)
+    grid = next((g for g in grids if g <= most), 1)
+    hop = most // grid * grid
+    last = max(length - window, 0) // grid * grid
+    starts = list(range(0, last, hop)) + [last]
+    return [(s, s + window) for s in starts[:-1]] + [(last, length)]
 
 
 def _as_float(x, name):
