@@ -127,13 +127,18 @@ def main(argv):
         ImportError,
     ) as error:  # missing, corrupt or malformed data
         raise SystemExit(f"data error: {error}") from None
-    brain = TSEBrain(
-        modules=hparams["modules"],
-        opt_class=hparams["optimizer"],
-        hparams=hparams,
-        run_opts=run_opts,
-        checkpointer=hparams["checkpointer"],
-    )
+    try:
+        brain = TSEBrain(
+            modules=hparams["modules"],
+            opt_class=hparams["optimizer"],
+            hparams=hparams,
+            run_opts=run_opts,
+            checkpointer=hparams["checkpointer"],
+        )
+    except (
+        ValueError
+    ) as error:  # SpeechBrain's run-option checks, e.g. fp16 on CPU
+        raise SystemExit(f"run options: {error}") from None
     classes = getattr(hparams.get("speaker_classifier"), "out_features", None)
     speakers = len(getattr(datasets["train"], "speaker_index", ()))
     if (

@@ -246,3 +246,24 @@ def test_a_decaying_state_is_flushed_to_zero_not_left_subnormal():
     assert 0 < last_ref.abs().max() < tiny  # exp(-1.5 * 61) ~ 2e-40: subnormal in float32
     assert torch.count_nonzero(last_cpu) == 0  # flushed, not subnormal
     assert torch.allclose(y_cpu.double(), y_ref, atol=1e-6, rtol=1e-4)
+
+
+def test_the_environment_variable_turns_the_cpu_kernels_off():
+    """``SB_CROSSMAMBA_NO_CPU_KERNELS=1`` (README): no build, both ops on ``torch``, a named reason."""
+    code = (
+        "import torch\n"
+        "from speechbrain_crossmamba.nnet._cpu_kernels import cpu_kernels, cpu_kernels_error\n"
+        "from speechbrain_crossmamba.nnet.causal_conv import resolve_conv_backend\n"
+        "from speechbrain_crossmamba.nnet.selective_scan import resolve_backend\n"
+        "cpu = torch.device('cpu')\n"
+        "print(cpu_kernels() is None, resolve_backend('auto', cpu), resolve_conv_backend('auto', cpu))\n"
+        "print(cpu_kernels_error())\n"
+    )
+    for value, expected in (("1", "True torch torch"), ("", "False cpu cpu")):
+        env = dict(os.environ, SB_CROSSMAMBA_NO_CPU_KERNELS=value)
+        run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stderr[-2000:]
+        lines = run.stdout.splitlines()
+        assert lines[0] == expected
+        if value:
+            assert lines[1] == "RuntimeError: disabled by SB_CROSSMAMBA_NO_CPU_KERNELS=1"

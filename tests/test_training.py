@@ -323,3 +323,25 @@ def test_torchrun_two_processes_train_both_stages_and_agree(tmp_path, data):
     assert all(torch.equal(ranks[0][k], ranks[1][k]) for k in ranks[0])
     start = torch.load(out / "pretrained" / "extractor.ckpt")  # trained: gates moved off 0
     assert any(k.endswith(".gate") and start[k].abs().sum() > 0 for k in start)
+
+
+def test_bf16_training_runs_end_to_end(tmp_path, data):
+    """``--precision=bf16`` (the README's mixed precision on CPU): trains, tests and exports."""
+    out = str(tmp_path / "bf16")
+    main(tiny_args(out, data, extra=["--precision=bf16"]))
+    assert math.isfinite(_first_train_loss(out))
+    rows = list(csv.DictReader(open(os.path.join(out, "test_results.csv"))))
+    assert all(math.isfinite(float(r["si-snr"])) for r in rows)
+    assert os.path.exists(os.path.join(out, "pretrained", "extractor.ckpt"))
+
+
+def test_fp16_on_cpu_is_refused_in_one_line(tmp_path, data):
+    run = subprocess.run(
+        [sys.executable, "train.py", *tiny_args(str(tmp_path / "fp16"), data, extra=["--precision=fp16"])],
+        cwd=os.path.dirname(HPARAMS), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    out = run.stdout + run.stderr
+    assert run.returncode != 0
+    assert "run options: The option `--precision` or `--eval_precision` is set to fp16. This option is not yet supported on CPU" in out, out[-1500:]
+    assert "Traceback" not in out
+    assert not any(name.startswith("CKPT") for name in os.listdir(tmp_path / "fp16" / "save"))  # no training
