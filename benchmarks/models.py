@@ -45,7 +45,6 @@ import time
 
 import torch
 from hyperpyyaml import load_hyperpyyaml
-from scan import _rss_mb  # benchmarks/scan.py, next to this file
 
 from speechbrain_crossmamba.lobes.models import CONFIGS
 
@@ -86,6 +85,28 @@ def load_model(size, host, config, clue="enrollment", overrides=""):
         return load_hyperpyyaml(f, overrides)["extractor"]
 
 
+def machine_stamp(argv=None):
+    """The command (``argv``, default this process's), CPU model, usable cores, torch version
+    and date of a measurement: every committed figure keeps the stamp of the run that made it.
+
+    Example
+    -------
+    >>> stamp = machine_stamp([os.path.join(ROOT, "benchmarks", "streaming.py"), "--quick"])
+    >>> stamp["command"], sorted(stamp)
+    ('python benchmarks/streaming.py --quick', ['command', 'cores', 'date', 'device', 'torch'])
+    """
+    argv = sys.argv if argv is None else argv
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    cores = len(os.sched_getaffinity(0))
+    return {"command": shlex.join(["python", os.path.relpath(os.path.abspath(argv[0]), ROOT), *argv[1:]]), "torch": torch.__version__,
+            "date": time.strftime("%Y-%m-%d"), "device": f"{cpu}, {cores} cores", "cores": cores}
+
+
 def count_parameters(model):
     """Returns (total, fusion) parameter counts; fusion: names containing ``fusions``."""
     total = sum(p.numel() for p in model.parameters())
@@ -111,6 +132,12 @@ def parameter_table(sizes, hosts):
     return rows
 
 
+def _rss_mb():
+    """Resident memory of this process now, in MB."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 def _peak_rss_mb():
     """Peak RSS of this process (VmHWM), in MB.
 
@@ -120,6 +147,18 @@ def _peak_rss_mb():
     with open("/proc/self/status") as f:
         line = next(line for line in f if line.startswith("VmHWM:"))
     return int(line.split()[1]) / 1024
+
+
+def _reset_peak_rss():
+    """Resets this process's VmHWM to its RSS now (``/proc/self/clear_refs``, Linux 4.0+), so
+    that :func:`_peak_rss_mb` measures from here on, not the imports' or the set-up's peak.
+    Returns False where the kernel refuses (the peak then counts from the process's start)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
 
 
 def make_inputs(seconds, clue, seed=0):
@@ -155,6 +194,7 @@ def measure_case(case):
     mixture, clue = make_inputs(case["seconds"], case["clue"])
     with torch.inference_mode():
         frames = model.encoder(mixture).shape[-1]
+        _reset_peak_rss()
         base = _rss_mb()
         model(mixture, clue)  # warm-up
         times = []
@@ -186,6 +226,7 @@ def measure_train_step(model, case):
     else:
         clue = torch.randn(b, int(ENROLL_SECONDS * SAMPLE_RATE), generator=g)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    _reset_peak_rss()
     base = _rss_mb()
     times = []
     for i in range(case["reps"] + 1):  # the first is a warm-up

@@ -21,14 +21,22 @@ and a fresh clone keeps the runs it records (``--fresh`` trains them again).
 - **Quality**: SI-SNRi and SDRi (and PESQ / STOI on speech where the ``[metrics]`` extra is
   installed): mean over seeds, the spread over seeds, and the 95 % CI over test mixtures.
 - **Speed** (``benchmarks/models.py`` cases, each in a fresh process, ``cpu`` scan backend):
-  inference of the speaker models at 2-32 s on both offline hosts, time and peak memory; the
-  streaming per-chunk latency of both decoders (``benchmarks/streaming.py``).
+  inference of the speaker models at 2-32 s on both offline hosts, time and peak memory, at the
+  trained recipe's model configuration (``_speaker_model_lines``: frames, widths, outputs and
+  gates of ``hparams/crossmamba_tse.yaml``; the report names the configuration each row was
+  timed at). The streaming per-chunk latency of both decoders is not timed here: the report
+  cites ``docs/streaming.json``, the committed output of ``python benchmarks/streaming.py --out
+  docs/streaming.json``, so one figure per configuration is quoted everywhere.
+- **Provenance**: every run's rows keep the stamp of the process that trained them (command, CPU,
+  cores, torch; the date is ``finished``), the speed rows that of the command that timed them;
+  the report's machine lines and the prose's core counts, t-quantiles and ratios are computed
+  from those rows, not typed.
 - **Claims**: ``paper_report.quality_claims`` and ``speed_claims`` (held / not held / undecided /
   not measurable here).
 
 Usage::
 
-    python benchmarks/paper_table.py                      # everything (about 2.5 h on 2 cores)
+    python benchmarks/paper_table.py                      # everything (hours on 2 cores)
     python benchmarks/paper_table.py --report             # rewrite the report from finished runs
     python benchmarks/paper_table.py --fresh              # train again the runs the report holds
     python benchmarks/paper_table.py --speed-only         # time the speed tables again, then report
@@ -43,16 +51,12 @@ import glob
 import json
 import math
 import os
-import platform
 import re
-import shlex
 import shutil
 import statistics
-import sys
 import time
 
-import torch
-from models import run_case  # benchmarks/models.py, next to this file
+from models import machine_stamp, run_case  # benchmarks/models.py, next to this file
 from paper_report import load_json, write_all  # benchmarks/paper_report.py
 
 from speechbrain_crossmamba.lobes.models import CONFIGS
@@ -76,11 +80,11 @@ COMBOS = {
     ("speakers", "streaming"): {"yaml": "hparams/streaming_crossmamba_tse.yaml",
                                 "variants": list(STREAM), "epochs": 6, "epoch_size": 200},
 }
-# The equal-minutes budgets (train-log minutes, 2 cores): what CrossMamba's first-seed run took
-# when the table was first run. Three of them were measured before the denormal fix of the `cpu`
-# kernels (csrc/fast_math.h), when CrossMamba ran about 1.8x slower than now (events/streaming:
-# 300 steps in 4.22 min then, 2.39 min after), so they are now budgets in which CrossMamba trains
-# on past its equal steps, like every other variant faster than the budget.
+# The equal-minutes budgets (train-log minutes): what CrossMamba's first-seed run took when the
+# table was first run (docs/results.json at commit 79ae879 onwards, before the `cpu` kernels'
+# flush-to-zero change, commit 8c87776). The report sets each against the minutes CrossMamba's
+# equal-steps runs take in the rows (its "Budgets" table): where the budget is the larger,
+# CrossMamba trains on past its equal steps, like every other variant faster than the budget.
 MINUTES = {("events", "streaming"): 4.22, ("speakers", "dualpath"): 5.41, ("events", "dualpath"): 3.7,
            ("speakers", "streaming"): 1.6}
 PAIRINGS = [("events", "streaming"), ("speakers", "dualpath")]  # every seed; the others: the first
@@ -210,7 +214,7 @@ def restore(recorded, args):
     >>> row = {"task": "events", "host": "streaming", "variant": "CrossMamba-TSE", "seed": 1,
     ...        "reference_minutes": 4.22, "epochs": 6, "steps": 300, "si-snri": 1.7}
     >>> old = dict(row, variant="Attention-TSE", reference_minutes=3.0)  # of another budget
-    >>> recorded = {"machine": {"scale": 1.0, "train_args": []},
+    >>> recorded = {"table": {"scale": 1.0, "train_args": []},
     ...             "runs": [dict(r, budget=b) for r in (row, old) for b in ("steps", "minutes")]}
     >>> restore(recorded, args), restore(recorded, args)
     (1, 0)
@@ -221,8 +225,8 @@ def restore(recorded, args):
     Traceback (most recent call last):
     RuntimeError: ... holds a finished run of another configuration ...
     """
-    machine = recorded.get("machine") or {}
-    if machine.get("scale") != args.scale or machine.get("train_args", []) != args.train_args:
+    table = recorded.get("table") or recorded.get("machine") or {}  # "machine": reports before per-row stamps
+    if table.get("scale") != args.scale or table.get("train_args", []) != args.train_args:
         return 0
     runs = {}
     for row in recorded.get("runs", []):
@@ -266,7 +270,8 @@ def run(combo, variant, seed, args):
         os.makedirs(out)
         json.dump(config, open(config_file, "w"))
         rows = {}
-    base = {"task": task, "host": host, "variant": variant, "seed": seed, "reference_minutes": cap}
+    base = {"task": task, "host": host, "variant": variant, "seed": seed, "reference_minutes": cap,
+            "machine": machine_stamp()}  # where this process trains: each row keeps its own
 
     def train_and_test(budget, target, minutes):
         """Trains and tests; the result is ``budget``'s, or the equal-minutes one where the
@@ -296,58 +301,49 @@ def run(combo, variant, seed, args):
     return [rows["steps"], rows["minutes"]]
 
 
+TRAINED_MODEL_KEYS = ("kernel_size", "N_encoder", "K", "num_layers", "num_spks", "fusion_gate")
+
+
 def _speaker_model_lines():
-    """The model overrides of the speaker recipe (its frames and widths), for the speed cases."""
+    """The model lines of the trained speaker recipe that are not the variant's choices: its frames,
+    widths, layers, outputs (target and rest) and fusion gates, as the recipe evaluates them with
+    its defaults (``hparams/crossmamba_tse.yaml``, loaded; the variants train with the same lines)."""
+    from hyperpyyaml import load_hyperpyyaml
+
+    with open(os.path.join(ROOT, COMBOS[("speakers", "dualpath")]["yaml"])) as f:
+        model = load_hyperpyyaml(f)["model"]
+    return "\n".join(f"{key}: {model[key]}" for key in TRAINED_MODEL_KEYS)
+
+
+def _model_defaults():
+    """The model YAML's own values (``hparams/models/tse.yaml``) of ``TRAINED_MODEL_KEYS``."""
     import yaml
 
     class Plain(yaml.SafeLoader):
-        """Reads the YAML's structure only: a tagged node (``!ref``, ``!include``) as plain data."""
+        """Reads the YAML's structure only: a tagged node (``!ref``, ``!new``) as plain data."""
 
-    def untagged(loader, suffix, node):
-        return loader.construct_mapping(node) if isinstance(node, yaml.MappingNode) else None
-
-    Plain.add_multi_constructor("!", untagged)
-    with open(os.path.join(ROOT, COMBOS[("speakers", "dualpath")]["yaml"])) as f:
-        model = yaml.load(f, Loader=Plain)["model"]
-    return "\n".join(f"{key}: {model[key]}" for key in ("kernel_size", "N_encoder", "K"))
+    Plain.add_multi_constructor("!", lambda loader, suffix, node: None)
+    with open(os.path.join(ROOT, "hparams", "models", "tse.yaml")) as f:
+        model = yaml.load(f, Loader=Plain)
+    return {key: model[key] for key in TRAINED_MODEL_KEYS}
 
 
 def speed(args):
-    """Inference cases (fresh process each) and streaming per-chunk latency; returns both lists."""
+    """Inference cases of the speaker models, each in a fresh process, at the trained recipe's model
+    lines; returns them. (The streaming latency is ``docs/streaming.json``'s: see the module doc.)"""
     cases = []
+    overrides = _speaker_model_lines()
     for host in ("dualpath", "singlepath"):
         for variant in SPEED_VARIANTS:
             for seconds in args.lengths:
                 case = {"size": "cpu", "host": host, "config": variant, "clue": "enrollment",
                         "seconds": float(seconds), "reps": args.reps, "threads": args.threads,
-                        "backend": "cpu", "overrides": _speaker_model_lines()}
+                        "backend": "cpu", "overrides": overrides}
                 r = run_case(case, timeout=600)
                 cases.append(r)
                 print(f"  {host:10s} {variant:16s} {seconds:4g} s  {r.get('ms', float('nan')):9.1f} ms  "
                       f"+{r.get('extra_mb', float('nan')):.0f} MB  {r['status']}", flush=True)
-    import streaming  # benchmarks/streaming.py
-
-    for decoder in ("crossmamba", "attention-1s"):  # warm-up: the first stream loads and allocates
-        streaming.simulate_stream(streaming.load_model("cpu", decoder), torch.zeros(1, 8000), torch.tensor([3]), 64)
-    latency = streaming.latency_table(["cpu"], ["crossmamba", "attention-1s"], args.stream_seconds)
-    for row in latency:
-        model = streaming.load_model(row["size"], row["decoder"])
-        state = streaming._advance(model, model.init_state(torch.tensor([3])), args.stream_seconds, False)
-        row["state_mb"] = 4 * streaming.state_numel(state) / 2**20
-    return cases, latency
-
-
-def machine_stamp():
-    """The command, machine, torch version and date of this run."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"command": shlex.join(["python", os.path.relpath(os.path.abspath(sys.argv[0]), ROOT), *sys.argv[1:]]),
-            "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
-            "device": f"{cpu}, {len(os.sched_getaffinity(0))} cores"}
+    return cases
 
 
 def collect(work):
@@ -369,7 +365,8 @@ def main():
     parser.add_argument("--minutes", type=float, default=None,
                         help="equal-minutes budget of every combination (default: MINUTES times --scale)")
     parser.add_argument("--lengths", nargs="+", type=float, default=list(SPEED_LENGTHS))
-    parser.add_argument("--stream-seconds", type=float, default=10.0, help="stream of the latency table")
+    parser.add_argument("--streaming", default=os.path.join(ROOT, "docs", "streaming.json"),
+                        help="the streaming latency the report cites (benchmarks/streaming.py --out)")
     parser.add_argument("--reps", type=int, default=3, help="timed forwards per speed case (min)")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--no-speed", action="store_true", help="skip the speed tables")
@@ -388,15 +385,23 @@ def main():
     if restore(recorded, args):
         print(f"kept the runs recorded in {os.path.join(args.out, 'results.json')} (--fresh trains them again)")
     if recorded.get("speed") and not os.path.exists(stamp_file):  # none with --fresh
-        json.dump(recorded["speed"], open(stamp_file, "w"))
+        speed_rows = {k: v for k, v in recorded["speed"].items() if k != "streaming"}  # older reports'
+        json.dump(speed_rows, open(stamp_file, "w"))  # own latency runs: superseded by --streaming
+    table_file = os.path.join(args.work, "stamp.json")
+    if (recorded.get("table") or recorded.get("machine")) and not os.path.exists(table_file):
+        table = recorded.get("table") or recorded["machine"]  # the recorded table's configuration
+        json.dump({k: v for k, v in table.items() if k not in ("device", "torch", "date")},
+                  open(table_file, "w"))
     if args.speed_only or (not args.report and not args.no_speed and not os.path.exists(stamp_file)):
         print("== speed ==", flush=True)
-        cases, latency = speed(args)
-        json.dump({"inference": cases, "streaming": latency, "stamp": machine_stamp()}, open(stamp_file, "w"))
+        json.dump({"inference": speed(args), "stamp": machine_stamp()}, open(stamp_file, "w"))
+    args.trained_model = _speaker_model_lines()  # the report names what the speed rows timed against it
+    args.model_defaults = _model_defaults()
     if not args.report and not args.speed_only:
-        stamp = dict(machine_stamp(), seeds=args.seeds, scale=args.scale, train_args=args.train_args,
-                     combos=["/".join(c) for c in combos])
-        json.dump(stamp, open(os.path.join(args.work, "stamp.json"), "w"))
+        # the table's configuration; the machine and date of each run are in its own rows
+        table = {"command": machine_stamp()["command"], "seeds": args.seeds, "scale": args.scale,
+                 "train_args": args.train_args, "combos": ["/".join(c) for c in combos]}
+        json.dump(table, open(os.path.join(args.work, "stamp.json"), "w"))
         cpu_kernels()  # built (or loaded) before any run is timed
         for combo, variant, seed in queue(combos, args.seeds, args.variants):
             try:

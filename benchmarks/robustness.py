@@ -18,8 +18,11 @@ without the low noise) under each other condition:
 - ``interferer's enrollment``: the test set with an enrollment of the interferer (lower is
   better: the clue must matter).
 
-Prints a Markdown table: mean SI-SNRi and its 95 % interval over the mixtures. The draws are
-seeded (``--seed``), so a rerun gives the same mixtures.
+Prints a Markdown table: mean SI-SNRi and its 95 % interval over the mixtures; then, per model,
+how the scores spread over the mixtures (:func:`spread`): on the test set the share that improve,
+improve by more than 5 and 10 dB, the best and the worst; with the interferer's enrollment how
+much lower each mixture scores than with its own. The draws are seeded (``--seed``), so a rerun
+gives the same mixtures.
 
 Authors
  * speechbrain-crossmamba contributors
@@ -90,6 +93,31 @@ def evaluate(folder, rows, utterances_csv, seed=0, conditions=CONDITIONS):
     return scores
 
 
+def spread(scores):
+    """Lines on the spread of ``scores`` (:func:`evaluate`'s) over the mixtures.
+
+    Example
+    -------
+    >>> lines = spread({"test set": [12.0, 6.0, -1.0, 3.0], "interferer's enrollment": [-12.0, -5.0, -2.0, -8.0]})
+    >>> print("\\n".join(lines))
+    test set: 3 of 4 mixtures improve (75.0 %), 2 by more than 5 dB (50.0 %), 1 by more than 10 dB (25.0 %); best +12.00 dB, worst -1.00 dB
+    interferer's enrollment: 11.75 dB lower than with the target's on average (same mixtures); at least 10 dB lower on 3 of 4 (75.0 %)
+    """
+    lines = []
+    if "test set" in scores:
+        x = np.asarray(scores["test set"])
+        share = lambda k: f"{k} of {len(x)}" if k != len(x) else f"all {k}"  # noqa: E731
+        lines.append(f"test set: {share((x > 0).sum())} mixtures improve ({100 * (x > 0).mean():.1f} %), "
+                     f"{(x > 5).sum()} by more than 5 dB ({100 * (x > 5).mean():.1f} %), {(x > 10).sum()} by more "
+                     f"than 10 dB ({100 * (x > 10).mean():.1f} %); best {x.max():+.2f} dB, worst {x.min():+.2f} dB")
+        if "interferer's enrollment" in scores:
+            drop = x - np.asarray(scores["interferer's enrollment"])
+            lines.append(f"interferer's enrollment: {drop.mean():.2f} dB lower than with the target's on average "
+                         f"(same mixtures); at least 10 dB lower on {(drop >= 10).sum()} of {len(drop)} "
+                         f"({100 * (drop >= 10).mean():.1f} %)")
+    return lines
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("models", nargs="+", help="pretrained/ folders (enrollment clue)")
@@ -105,13 +133,18 @@ def main(argv=None):
     print(f"{len(rows)} mixtures of {data}/test.csv, seed {args.seed}\n")
     print("| model | " + " | ".join(args.conditions) + " |")
     print("|---" * (len(args.conditions) + 1) + "|")
+    spreads = {}
     for folder in args.models:
         scores = evaluate(folder, rows, f"{data}/test_utts.csv", args.seed, args.conditions)
         cells = []
         for c in args.conditions:
             x = np.asarray(scores[c])
             cells.append(f"{x.mean():+.2f} ± {1.96 * x.std(ddof=1) / np.sqrt(len(x)):.2f}")
-        print(f"| {folder} | " + " | ".join(cells) + " |")
+        print(f"| {folder} | " + " | ".join(cells) + " |", flush=True)
+        spreads[folder] = spread(scores)
+    for folder, lines in spreads.items():
+        if lines:
+            print(f"\n{folder}:\n" + "\n".join(f"- {line}" for line in lines))
 
 
 if __name__ == "__main__":

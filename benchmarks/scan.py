@@ -6,15 +6,17 @@ ratios against a baseline measured in the same run, since machines are noisy.
 Part 1 (scan): forward, and forward+backward, of the fused C++ ``"cpu"`` backend against the
 pure-PyTorch ``"torch"`` backend, n=16, at single-path shapes (b=1, d=256-512, L=250-4000;
 b=4 and b=8 at L=1000-4000) and at the dual-path shapes of the CPU-size models (b=80, d=128,
-L=100 intra-chunk; b=400, d=128, L=20 inter-chunk): median time, peak extra memory (RSS, in a
-fresh process per case) and max relative error of the output and every gradient against the
-float64 ``"ref"`` loop. At b=1, L <= 1000 it also times ``"ref"`` and a ``naive`` fp32 loop
+L=100 intra-chunk; b=400, d=128, L=20 inter-chunk): median and p95 time of ``--reps`` calls
+after one untimed full-size warm-up call, peak extra memory (the case's own VmHWM, in a fresh
+process per case) and max relative error of the output and every gradient against the float64
+``"ref"`` loop. At b=1, L <= 1000 it also times ``"ref"`` and a ``naive`` fp32 loop
 that indexes every step inside autograd (mamba-ssm's ``selective_scan_ref``), O(L^2) backward.
 
 Part 2 (layer): one bidirectional CrossMamba layer (d_model 256, each scan backend) against one
 ``torch.nn.MultiheadAttention`` cross-attention layer (8 heads, query length = key length
 = L, ``need_weights=False`` so it runs PyTorch's fused attention) at inference, for L from
-250 to 16,000: median time, ratio, and the log-log slope of time against L above L=1000.
+250 to 16,000: median (and p95) time after a warm-up call, ratio of medians, and the log-log
+slope of time against L above L=1000.
 
 Usage::
 
@@ -33,7 +35,9 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import torch
+from models import _peak_rss_mb, _reset_peak_rss, _rss_mb  # benchmarks/models.py, next to this file
 
 from speechbrain_crossmamba.nnet.cross_mamba import BiCrossMambaBlock
 from speechbrain_crossmamba.nnet.selective_scan import selective_scan
@@ -87,38 +91,33 @@ def run_scan(backend, inputs, train):
     return y.detach(), grads
 
 
-def _rss_mb():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def _peak_rss_mb():
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def measure_case(case):
-    """Runs in a fresh process: time, peak extra memory and error of one scan case."""
+    """Runs in a fresh process: time, peak extra memory and error of one scan case.
+
+    The first full-size call is a warm-up (allocations, thread pool, lazy set-up) and is not
+    timed; ``reps`` calls are timed after it (median and p95). Peak memory is this process's own
+    high-water mark (VmHWM, ``models._peak_rss_mb``; ``ru_maxrss`` would carry the parent's peak
+    into this child) over its RSS before the warm-up, the mark reset there (``_reset_peak_rss``).
+    """
     torch.manual_seed(0)
     run_scan(case["backend"], scan_inputs(8, 16), case["train"])  # lazy runtime set-up
     inputs = scan_inputs(case["d"], case["L"], b=case["b"])
+    _reset_peak_rss()
     base = _rss_mb()
-    t0 = time.perf_counter()
-    y, grads = run_scan(case["backend"], inputs, case["train"])
-    first = time.perf_counter() - t0
-    peak = _peak_rss_mb() - base
-    times = [first]
-    for _ in range(case["reps"] - 1):
+    y, grads = run_scan(case["backend"], inputs, case["train"])  # warm-up, not timed
+    times = []
+    for _ in range(case["reps"]):
         t0 = time.perf_counter()
         run_scan(case["backend"], inputs, case["train"])
-        times.append(time.perf_counter() - t0)
+        times.append(1e3 * (time.perf_counter() - t0))
+    peak = _peak_rss_mb() - base
     ref_inputs = scan_inputs(case["d"], case["L"], b=case["b"], dtype=torch.float64)
     y64, grads64 = run_scan("ref", ref_inputs, case["train"])
     rel = lambda a, b: ((a.double() - b).abs().max() / b.abs().max()).item()  # noqa: E731
     errors = {"y": rel(y, y64)}
     errors.update({f"d{k}": rel(g, grads64[k]) for k, g in grads.items()})
-    return dict(case, ms=1e3 * statistics.median(times), peak_mb=max(peak, 0.0), errors=errors)
+    return dict(case, ms=statistics.median(times), p95_ms=float(np.percentile(times, 95)),
+                times_ms=times, peak_mb=max(peak, 0.0), errors=errors)
 
 
 def scan_table(shapes, reps, slow_baselines=True):
@@ -139,21 +138,23 @@ def scan_table(shapes, reps, slow_baselines=True):
                 r = rows[-1]
                 print(
                     f"{'fwd+bwd' if train else 'fwd':8s} b={b:<4d} d={d:<4d} L={L:<5d} "
-                    f"{backend:6s} {r['ms']:10.1f} ms  peak {r['peak_mb']:8.1f} MB"
+                    f"{backend:6s} {r['ms']:10.1f} ms (p95 {r['p95_ms']:.1f}, {r['reps']} runs)"
+                    f"  peak {r['peak_mb']:8.1f} MB"
                     f"  max rel err {max(r['errors'].values()):.1e}",
                     flush=True,
                 )
     return rows
 
 
-def _median_ms(fn, reps):
+def _timed_ms(fn, reps):
+    """Median and p95 (ms) of ``reps`` calls of ``fn`` after one untimed warm-up call."""
     fn()
     times = []
     for _ in range(reps):
         t0 = time.perf_counter()
         fn()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
+        times.append(1e3 * (time.perf_counter() - t0))
+    return statistics.median(times), float(np.percentile(times, 95))
 
 
 def slope(lengths, times, above=1000):
@@ -173,13 +174,14 @@ def layer_table(lengths, reps, d_model=256, backends=("cpu", "torch")):
     for L in lengths:
         x, clue = torch.randn(1, L, d_model), torch.randn(1, L, d_model)
         n = reps if L <= 4000 else max(1, reps // 2)
-        row = dict(L=L)
+        row = dict(L=L, reps=n)
         with torch.inference_mode():
-            row["attention_ms"] = _median_ms(lambda: attention(clue, x, x, need_weights=False), n)
+            row["attention_ms"], row["attention_p95_ms"] = _timed_ms(
+                lambda: attention(clue, x, x, need_weights=False), n)
             for backend in backends:
                 for block in (cross_mamba.forward_block, cross_mamba.backward_block):
                     block.mixer.scan_backend = block.mixer.conv_backend = backend
-                t = _median_ms(lambda: cross_mamba(x, clue), n)
+                t, row[f"crossmamba_{backend}_p95_ms"] = _timed_ms(lambda: cross_mamba(x, clue), n)
                 row[f"crossmamba_{backend}_ms"] = t
                 row[f"speedup_{backend}"] = row["attention_ms"] / t
         rows.append(row)
@@ -241,7 +243,9 @@ def main():
     layer_rows, slopes = layer_table(layer_lengths, args.reps)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
-        json.dump(dict(torch=torch.__version__, threads=torch.get_num_threads(),
+        json.dump(dict(command=" ".join(["python", *sys.argv]), date=time.strftime("%Y-%m-%d"),
+                       machine=platform.processor() or platform.machine(),
+                       torch=torch.__version__, threads=torch.get_num_threads(), reps=args.reps,
                        scan=scan_rows, speedups=ratios, layer=layer_rows, slopes=slopes), f, indent=1)
     print(f"\nwrote {args.out}")
 

@@ -19,8 +19,9 @@ Authors
 import torch
 
 LOG_DECAY_MIN = -80.0
-# Elements (b·d·n·T) in one block buffer: 4 MB of fp32 (2**18 measured 10-15 % slower at
-# d=512, L=1000-8000 on 2 cores; equal on short wide scans).
+# Elements (b·d·n·T) in one block buffer: 4 MB of fp32. `python benchmarks/nnet_choices.py`
+# times it against 2**18 (fwd+bwd, d=512, L=1000-8000: 2**18 took 1.02-1.20x as long on
+# 2 cores, 2026-12-06).
 _BLOCK_ELEMENTS = 2**20
 # With fewer elements per time step, the two-level inner scan beats the plain loop.
 _SEQUENTIAL_MIN_ELEMENTS = 2**12
@@ -32,8 +33,9 @@ _SLICE_ELEMENTS = 2**21
 def scan_torch(u, delta, A, B, C, D, z, delta_bias, softplus):
     """Runs :class:`SelectiveScanTorch` in batch slices that keep its buffers in cache.
 
-    Measured on 2 cores for b=250, d=512, n=16, L=9: fwd+bwd 0.50 s in one piece, 0.14-0.15 s
-    in slices of 16 to 64 rows.
+    ``python benchmarks/nnet_choices.py`` times b=250, d=512, n=16, L=9 fwd+bwd in one piece
+    and in slices (2 cores, 2026-12-06: 322 ms in one piece, 215-285 ms in slices of 16 to 64
+    rows).
 
     Arguments
     ---------

@@ -151,8 +151,8 @@ class CausalConvStack(nn.Module):
         """The next chunk of a stream.
 
         The chunk runs time-major ([B, l, C]: per-frame norms and pointwise convs as matrix
-        products, no transposes): in ONNX Runtime at Waveformer's widths, 1.1 ms per 8 ms chunk
-        against 1.7 ms channel-major.
+        products, no transposes), which made the exported chunk graph faster than channel-major
+        (docs/streaming.md, "What it took to make the graph fast").
 
         Arguments
         ---------
