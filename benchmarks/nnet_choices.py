@@ -18,28 +18,17 @@ Usage::
 """
 
 import argparse
-import statistics
-import time
 
-import numpy as np
 import torch
 from models import machine_stamp  # benchmarks/models.py, next to this file
-from scan import scan_inputs  # benchmarks/scan.py, next to this file
+from scan import (
+    scan_inputs,  # benchmarks/scan.py, next to this file
+    timed_ms,  # benchmarks/scan.py
+)
 
 from speechbrain_crossmamba.nnet import _scan_torch
 from speechbrain_crossmamba.nnet.causal_conv import depthwise_conv
 from speechbrain_crossmamba.nnet.selective_scan import selective_scan
-
-
-def timed_ms(fn, reps):
-    """Median and p95 (ms) of ``reps`` calls of ``fn`` after one untimed warm-up call."""
-    fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(1e3 * (time.perf_counter() - t0))
-    return statistics.median(times), float(np.percentile(times, 95))
 
 
 def torch_scan_step(inputs):

@@ -37,11 +37,14 @@ import time
 
 import numpy as np
 import torch
-from models import _peak_rss_mb, _reset_peak_rss, _rss_mb  # benchmarks/models.py, next to this file
+from models import (  # benchmarks/models.py, next to this file
+    _peak_rss_mb,
+    _reset_peak_rss,
+    _rss_mb,
+)
 
 from speechbrain_crossmamba.nnet.cross_mamba import BiCrossMambaBlock
 from speechbrain_crossmamba.nnet.selective_scan import selective_scan
-
 
 SHAPES = [(1, 256, 250), (1, 256, 1000), (1, 512, 1000), (1, 512, 2000), (1, 512, 4000),
           (4, 512, 1000), (8, 128, 4000), (80, 128, 100), (400, 128, 20)]  # (b, d, L)
@@ -146,7 +149,7 @@ def scan_table(shapes, reps, slow_baselines=True):
     return rows
 
 
-def _timed_ms(fn, reps):
+def timed_ms(fn, reps):
     """Median and p95 (ms) of ``reps`` calls of ``fn`` after one untimed warm-up call."""
     fn()
     times = []
@@ -176,12 +179,12 @@ def layer_table(lengths, reps, d_model=256, backends=("cpu", "torch")):
         n = reps if L <= 4000 else max(1, reps // 2)
         row = dict(L=L, reps=n)
         with torch.inference_mode():
-            row["attention_ms"], row["attention_p95_ms"] = _timed_ms(
+            row["attention_ms"], row["attention_p95_ms"] = timed_ms(
                 lambda: attention(clue, x, x, need_weights=False), n)
             for backend in backends:
                 for block in (cross_mamba.forward_block, cross_mamba.backward_block):
                     block.mixer.scan_backend = block.mixer.conv_backend = backend
-                t, row[f"crossmamba_{backend}_p95_ms"] = _timed_ms(lambda: cross_mamba(x, clue), n)
+                t, row[f"crossmamba_{backend}_p95_ms"] = timed_ms(lambda: cross_mamba(x, clue), n)
                 row[f"crossmamba_{backend}_ms"] = t
                 row[f"speedup_{backend}"] = row["attention_ms"] / t
         rows.append(row)
