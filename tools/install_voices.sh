@@ -11,7 +11,7 @@
 # system's own sources (deb822 .sources or a one-line sources.list), never written down here.
 set -euo pipefail
 
-MAIN_PACKAGES="fillets-ng-data fillets-ng-data-cs fillets-ng-data-nl drascula flight-of-the-amazon-queen klettres-data ktuberling-data"
+MAIN_PACKAGES="fillets-ng-data fillets-ng-data-cs fillets-ng-data-nl drascula flight-of-the-amazon-queen klettres-data ktuberling-data beneath-a-steel-sky"
 NONFREE_PACKAGES="uqm-voice"   # non-free: CC BY-NC-SA 2.5, non-commercial use only
 
 free_only=0

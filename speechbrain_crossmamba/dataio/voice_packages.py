@@ -27,6 +27,8 @@ amazon-queen)
 (klettres-data)                    (``alpha``) or syllables (``syllab``)
 ``ktuberling``          main       one per language: the names of the        GPL-2+
 (ktuberling-data)                  Potato Guy's objects (``sounds/<lang>``)
+``bass``                main       22 clusters of speaker embeddings         BASS licence
+(beneath-a-steel-sky)              (``bass_speakers.json``)                  (keep its readme)
 ======================  =========  ========================================  ==================
 
 Authors
@@ -41,6 +43,7 @@ import zipfile
 
 import numpy as np
 
+from speechbrain_crossmamba.dataio.voice_bass import bass
 from speechbrain_crossmamba.dataio.voice_clips import (
     _decode,
     _read_file,
@@ -303,6 +306,12 @@ SOURCES = {
     "uqm": ("uqm-voice", "non-free", "CC BY-NC-SA 2.5 (non-commercial)", uqm),
     "klettres": ("klettres-data", "main", "GPL-2+", klettres),
     "ktuberling": ("ktuberling-data", "main", "GPL-2+", ktuberling),
+    "bass": (
+        "beneath-a-steel-sky",
+        "main",
+        "freeware (Beneath a Steel Sky licence, keep its readme)",
+        bass,
+    ),
 }
 
 
