@@ -156,8 +156,8 @@ def test_bad_clues(speaker_model, label_model, tmp_path):
 def test_extract_by_label_on_the_command_line(label_model, speaker_model, tmp_path, monkeypatch, capsys):
     """``extract --label``: the class named reaches the output (another class, another output;
     compared before the 16-bit file, whose steps are larger than this tiny model's change), the
-    command returns what the Python interface does, and a speaker model refuses a label in one
-    line."""
+    command returns what the Python interface does, and a speaker model given a label in place
+    of an enrollment is told, in one line, to pass ``--enrollment``."""
     from speechbrain_crossmamba import cli
 
     written = {}
@@ -219,21 +219,25 @@ def test_console_entry_point_and_a_missing_model_folder(tmp_path):
     )
 
 
-def test_robustness_benchmark_rebuilds_each_condition_and_scores_the_model(speaker_model, speaker_data, capsys):
+def test_robustness_benchmark_rebuilds_each_condition_and_scores_the_model(
+    speaker_model, speaker_data, capsys, monkeypatch
+):
     """``benchmarks/robustness.py`` on a tiny model: each condition is the mixture it names (at
     the row's SNR, slower, reverberant, the interferer's enrollment), and the table reports the
     model's own SI-SNRi of every mixture."""
     import csv
     import glob
 
-    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "benchmarks"))
     import robustness
 
     from speechbrain_crossmamba.evaluation import si_snr
 
     data = glob.glob(os.path.join(speaker_data, "SynthSpeakers_*"))[0]
-    rows = list(csv.DictReader(open(os.path.join(data, "test.csv"))))
-    spk = {u["wav"]: u["spk_id"] for u in csv.DictReader(open(os.path.join(data, "test_utts.csv")))}
+    with open(os.path.join(data, "test.csv")) as f:
+        rows = list(csv.DictReader(f))
+    with open(os.path.join(data, "test_utts.csv")) as f:
+        spk = {u["wav"]: u["spk_id"] for u in csv.DictReader(f)}
     row, rng = rows[0], np.random.default_rng(0)
     inter = robustness.interferer_enrollments({r["ID"]: r for r in rows}, os.path.join(data, "test_utts.csv"))
     others = [w for w in spk if w not in (row["target_wav"], row["interf_wav"], row["enroll_wav"])]

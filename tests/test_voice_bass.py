@@ -45,21 +45,24 @@ class _Packer:
             self.bits(v - (1 << (symbol - 1)), symbol - 1)
 
 
-def _packed(pieces, result):
-    """``pieces``: (literal bytes, (distance, length) or None) in one chunk."""
+def _packed(pieces, result, chunks=None, tables=([3] * 8,) * 3):
+    """``pieces``: (literal bytes, (distance, length) or None) in one chunk; or ``chunks``, a
+    list of such lists, where every chunk after the first keeps the tables (empty tables)."""
     p = _Packer()
     p.bits(0, 2)
-    for _ in range(3):
-        p.table([3] * 8)
-    p.bits(len(pieces), 16)
-    for literal, ref in pieces:
-        p.value(len(literal))
-        if literal:
-            p.literals(literal)
-        if ref:
-            p.value(ref[0] - 1)
-            p.value(ref[1] - 2)
-    head = b"RNC\x01" + struct.pack(">IIHHBB", len(result), len(p.out), rnc_crc(result), 0, 0, 1)
+    for k, chunk in enumerate(chunks or [pieces]):
+        for lengths in tables if k == 0 else ([], [], []):
+            p.table(lengths)
+        p.bits(len(chunk), 16)
+        for literal, ref in chunk:
+            p.value(len(literal))
+            if literal:
+                p.literals(literal)
+            if ref:
+                p.value(ref[0] - 1)
+                p.value(ref[1] - 2)
+    n = len(chunks or [pieces])
+    head = b"RNC\x01" + struct.pack(">IIHHBB", len(result), len(p.out), rnc_crc(result), 0, 0, n)
     return head + bytes(p.out)
 
 
@@ -80,15 +83,28 @@ def test_rnc_refuses_a_wrong_crc_and_a_reference_before_the_start():
         rnc_unpack(bytes(bad))
     with pytest.raises(ValueError, match="^RNC data: a reference before the start"):
         rnc_unpack(_packed([(b"ab", (3, 2)), (b"", None)], b"ab???"))
+    with pytest.raises(ValueError, match="^RNC data: longer than its header says"):
+        rnc_unpack(_packed([(b"abc", (3, 60)), (b"", None)], b"abcabc"))
+    with pytest.raises(ValueError, match="^RNC data: a Huffman table of over 16 symbols"):
+        rnc_unpack(_packed([(b"a", None)], b"a", tables=([4] * 17, [3] * 8, [3] * 8)))
+    with pytest.raises(ValueError, match="^not RNC ProPack method 1 data$"):
+        rnc_unpack(b"RNC\x01\x00")
 
 
-def _fake_game(tmp_path, files):
-    """sky.dnr and sky.dsk with ``{number: file bytes}``, every file at a 16-byte boundary."""
+def test_rnc_chunks_after_the_first_keep_the_tables():
+    text = b"chunk one, " * 2 + b"chunk two!"
+    chunks = [[(b"chunk one, ", (11, 11)), (b"", None)], [(b"chunk two!", None)]]
+    assert rnc_unpack(_packed(None, text, chunks=chunks)) == text
+
+
+def _fake_game(tmp_path, files, marked=()):
+    """sky.dnr and sky.dsk with ``{number: file bytes}``, every file at a 16-byte boundary; the
+    ``marked`` numbers carry bit 22 of the size field (no usual header: pictures, palettes)."""
     dsk, dnr = bytearray(), struct.pack("<I", len(files))
     for number, data in files.items():
         dsk += bytes(-len(dsk) % 16)
         dnr += struct.pack("<H", number) + ((len(dsk) >> 4) | 0x800000).to_bytes(3, "little")
-        dnr += len(data).to_bytes(3, "little")
+        dnr += (len(data) | (1 << 22 if number in marked else 0)).to_bytes(3, "little")
         dsk += data
     (tmp_path / "sky.dnr").write_bytes(dnr)
     (tmp_path / "sky.dsk").write_bytes(bytes(dsk))
@@ -99,10 +115,15 @@ def test_bass_reads_packed_and_plain_speech_files_with_their_speaker(tmp_path):
     plain = bytes(22) + bytes([128, 192, 64])
     samples = bytes([128, 200, 56] * 3)
     packed = bytes(22) + _packed([(samples[:3], (3, 6)), (b"", None)], samples)
-    game = _fake_game(tmp_path, {60001: plain, 50003: packed, 50007: plain, 50010: plain})
+    picture = bytes(range(256)) * 4
+    files = {60001: plain, 50003: packed, 50007: plain, 50010: plain, 59501: picture}
+    game = _fake_game(tmp_path, files, marked={59501})
     speakers = tmp_path / "speakers.json"
-    speakers.write_text(json.dumps({"speakers": {"bass_s01": [50003, 50010], "bass_s02": [50007]}}))
-    assert sorted(sky_files((game / "sky.dnr").read_bytes())) == [50003, 50007, 50010, 60001]
+    labels = {"bass_s01": [50003, 50010], "bass_s02": [50007, 59501]}
+    speakers.write_text(json.dumps({"speakers": labels}))
+    table = sky_files((game / "sky.dnr").read_bytes())
+    assert sorted(table) == [50003, 50007, 50010, 59501, 60001]
+    assert table[59501][1:] == (1024, 1) and table[50003][2] == 0
     items = bass(str(game), str(speakers))
     assert [(s, k) for s, k, _ in items] == [("bass_s01", "50003"), ("bass_s02", "50007"), ("bass_s01", "50010")]
     wav, rate = items[0][2]()

@@ -2,7 +2,9 @@
 
 The game does not say who speaks a line, so every line of 1 s or more is embedded with
 Resemblyzer's pretrained GE2E speaker encoder (the 3-layer LSTM of ``pretrained.pt`` in the
-``resemblyzer`` 0.1.4 wheel, Apache-2.0; only its weights are used) and the lines are
+``resemblyzer`` 0.1.4 wheel, Apache-2.0; only its weights are used, with our own front end:
+40 Slaney mel bands from torchaudio, the level set to -30 dBFS, partial utterances of 1.6 s
+about 1.3 a second, without Resemblyzer's voice-activity trimming) and the lines are
 clustered by average linkage on cosine distance. Clusters of ``--min-lines`` lines and
 ``--min-minutes`` minutes or more become speaker IDs ``bass_s01``, ``bass_s02``, ... (largest
 first), written to ``speechbrain_crossmamba/dataio/bass_speakers.json``. ``--calibrate`` runs
@@ -49,7 +51,7 @@ class SpeakerEncoder(torch.nn.Module):
         super().__init__()
         self.lstm = torch.nn.LSTM(40, 256, 3, batch_first=True)
         self.linear = torch.nn.Linear(256, 256)
-        state = torch.load(weights, map_location="cpu")
+        state = torch.load(weights, map_location="cpu", weights_only=True)
         state = state.get("model_state", state)
         self.load_state_dict(
             {
@@ -100,18 +102,30 @@ def clusters(embeddings, distance):
 
 
 def adjusted_rand(a, b):
-    """The adjusted Rand index of two labellings."""
+    """The adjusted Rand index of two labellings (1.0 where both put everything together).
+
+    Example
+    -------
+    >>> adjusted_rand([1, 1, 2, 2], [5, 5, 7, 7])
+    1.0
+    >>> round(adjusted_rand([1, 1, 2, 2], [5, 7, 5, 7]), 6)
+    -0.5
+    """
     pairs = sum(
         math.comb(v, 2) for v in collections.Counter(zip(a, b)).values()
     )
     sa = sum(math.comb(v, 2) for v in collections.Counter(a).values())
     sb = sum(math.comb(v, 2) for v in collections.Counter(b).values())
     expected = sa * sb / math.comb(len(a), 2)
+    if (sa + sb) / 2 == expected:
+        return 1.0
     return (pairs - expected) / ((sa + sb) / 2 - expected)
 
 
 def calibrate(encoder, distance, per_speaker=30, seed=0):
-    """Purity and adjusted Rand index on up to 4 s of clips of the labelled real speakers."""
+    """Prints the clusters, purity and adjusted Rand index of the clustering on up to
+    ``per_speaker`` clips (their first 4 s, 0.5 s or more) of each labelled real speaker of
+    uqm, Drascula and both Fish Fillets dubs: BASS's lines are 1-6 s long."""
     rng = random.Random(seed)
     labels, embeddings = [], []
     for source in ("uqm", "drascula", "fillets_cs", "fillets_nl"):

@@ -45,6 +45,7 @@ from speechbrain_crossmamba.dataio.real_voices_build import (  # noqa: F401
 )
 from speechbrain_crossmamba.dataio.voice_packages import (
     SOURCES,
+    SPEAKER_TABLES,
     package_version,
 )
 
@@ -67,7 +68,8 @@ VALID_SPEAKERS = (
 
 def installed_version(source):
     """The Debian version of ``source``'s package; ``unknown`` where its files are there
-    without dpkg knowing them (a copy); None where neither.
+    without dpkg knowing them (a copy); None where neither. A source whose speakers come from a
+    table of this project (``SPEAKER_TABLES``) adds the table's digest.
 
     Arguments
     ---------
@@ -86,6 +88,9 @@ def installed_version(source):
     version = package_version(SOURCES[source][0])
     if version is None and SOURCES[source][3]():
         version = "unknown"
+    if version is not None and source in SPEAKER_TABLES:  # a new table, a new corpus
+        with open(SPEAKER_TABLES[source], "rb") as f:
+            version += "+speakers." + hashlib.sha256(f.read()).hexdigest()[:8]
     return version
 
 
@@ -168,7 +173,7 @@ def prepare_real_voices(
     >>> prepare_real_voices("/tmp", sources=["no_such_source"])
     Traceback (most recent call last):
     ...
-    ValueError: unknown real-voice source 'no_such_source'; known: fillets_cs, fillets_nl, drascula, fotaq, uqm, klettres, ktuberling
+    ValueError: unknown real-voice source 'no_such_source'; known: fillets_cs, fillets_nl, drascula, fotaq, uqm, klettres, ktuberling, bass
     """
     config = {
         "format": FORMAT_VERSION,

@@ -1,20 +1,23 @@
-"""Beneath a Steel Sky's speech (Debian ``beneath-a-steel-sky``, the CD version): 130 minutes
+"""Beneath a Steel Sky's speech (Debian ``beneath-a-steel-sky``, the CD version): 120 minutes
 of voiced lines inside the game's data disk, and who speaks them.
 
 The game keeps every file in ``sky.dsk``, found through ``sky.dnr``: a little-endian uint32
-count, then 8-byte entries (uint16 file number, 24-bit offset whose bit 23 says "offset in
-16-byte units", 24-bit size whose low 22 bits are the size). A file starts with a 22-byte
-header; the speech files (numbers 50000..59999) hold unsigned 8-bit samples at 11025 Hz after
-it, most of them packed with RNC ProPack method 1 (:func:`rnc_unpack`, checked by its CRC).
+count, then 8-byte entries (uint16 file number; a 24-bit offset whose bit 23 says "in 16-byte
+units", as on the CD version; a 24-bit size field whose low 22 bits are the size and whose bits
+22 and 23 mark files stored without the usual header or packing). The speech files are the
+numbers 50000..59999 without those marks (3,585 files; the 65 marked ones there are the CD
+intro's pictures and palettes): a 22-byte header, then unsigned 8-bit samples at 11025 Hz, most
+of them packed with RNC ProPack method 1 (:func:`rnc_unpack`, checked by its CRC; every packed
+speech file of version 0.0372-8 unpacks with a matching CRC).
 
 The game does not say who speaks a line. The speaker IDs come from ``bass_speakers.json``,
 made once by ``tools/label_bass_speakers.py``: every line of 1 s or more embedded by
 Resemblyzer's pretrained speaker encoder and clustered (average linkage, cosine distance
 0.25); clusters of 20 lines and one minute or more are kept. On 770 clips of 27 labelled real
-speakers of the other sources the same clustering is 94.9 % pure (adjusted Rand index 0.81),
-so some IDs may still mix two actors and one actor may have several IDs: this source trains
-only. Licence: the Beneath a Steel Sky licence (free to give away, keep its readme; no fee
-for the game itself).
+speakers of the other sources the same clustering gives 101 clusters, 94.9 % pure (adjusted
+Rand index 0.81), so some IDs may still mix two actors and one actor may have several IDs:
+this source trains only. Licence: the Beneath a Steel Sky licence (free to give away, keep its
+readme; no fee for the game itself).
 
 Authors
  * speechbrain-crossmamba contributors
@@ -41,6 +44,16 @@ for _i in range(256):
 
 def rnc_crc(data):
     """RNC's CRC-16 (reflected polynomial 0xA001, start 0).
+
+    Arguments
+    ---------
+    data : bytes
+        The bytes to check.
+
+    Returns
+    -------
+    int
+        The CRC.
 
     Example
     -------
@@ -95,6 +108,10 @@ def _huffman_table(bits, previous):
     count = bits.read(5)
     if not count:
         return previous
+    if count > 16:
+        raise ValueError(
+            "RNC data: a Huffman table of over 16 symbols (corrupt file)"
+        )
     lengths = [bits.read(4) for _ in range(count)]
     table, code = [], 0
     for length in range(1, max(lengths) + 1):
@@ -143,7 +160,7 @@ def rnc_unpack(data):
     ...
     ValueError: not RNC ProPack method 1 data
     """
-    if data[:4] != b"RNC\x01":
+    if data[:4] != b"RNC\x01" or len(data) < 18:
         raise ValueError("not RNC ProPack method 1 data")
     size, _, crc, _, _, chunks = struct.unpack(">IIHHBB", data[4:18])
     out = bytearray()
@@ -157,6 +174,10 @@ def rnc_unpack(data):
         pieces = bits.read(16)
         while True:
             n = _value(bits, raw)
+            if len(out) + n > size:
+                raise ValueError(
+                    "RNC data: longer than its header says (corrupt file)"
+                )
             if n:
                 out += bits.literals(n)
             pieces -= 1
@@ -164,6 +185,10 @@ def rnc_unpack(data):
                 break
             start = len(out) - _value(bits, distances) - 1
             n = _value(bits, lengths) + 2
+            if len(out) + n > size:
+                raise ValueError(
+                    "RNC data: longer than its header says (corrupt file)"
+                )
             if start < 0:
                 raise ValueError(
                     "RNC data: a reference before the start (corrupt file)"
@@ -181,13 +206,24 @@ def rnc_unpack(data):
 
 
 def sky_files(dnr):
-    """The file table of ``sky.dnr``: ``{file number: (offset, size)}`` in ``sky.dsk``.
+    """The file table of ``sky.dnr``.
+
+    Arguments
+    ---------
+    dnr : bytes
+        The whole ``sky.dnr``.
+
+    Returns
+    -------
+    dict
+        ``{file number: (offset, size, marks)}`` in ``sky.dsk``; ``marks`` are bits 22-23 of
+        the size field (0 for a file with the usual header).
 
     Example
     -------
     >>> entry = struct.pack("<H", 50001) + (0x800001).to_bytes(3, "little")
     >>> sky_files(struct.pack("<I", 1) + entry + (300).to_bytes(3, "little"))
-    {50001: (16, 300)}
+    {50001: (16, 300, 0)}
     """
     (count,) = struct.unpack("<I", dnr[:4])
     files = {}
@@ -195,15 +231,25 @@ def sky_files(dnr):
         entry = dnr[4 + 8 * i : 12 + 8 * i]
         (number,) = struct.unpack("<H", entry[:2])
         offset = int.from_bytes(entry[2:5], "little")
-        size = int.from_bytes(entry[5:8], "little") & 0x3FFFFF
+        size = int.from_bytes(entry[5:8], "little")
         if offset & 0x800000:
             offset = (offset & 0x7FFFFF) << 4
-        files[number] = (offset, size)
+        files[number] = (offset, size & 0x3FFFFF, size >> 22)
     return files
 
 
 def sky_speech(data):
     """One speech file of ``sky.dsk`` as float32 samples in [-1, 1) and its rate.
+
+    Arguments
+    ---------
+    data : bytes
+        The file: a 22-byte header, then unsigned 8-bit samples, RNC-packed or not.
+
+    Returns
+    -------
+    tuple
+        The samples and the rate, 11025.
 
     Example
     -------
@@ -219,8 +265,24 @@ def sky_speech(data):
 
 
 def speech_lines(folder=BASS_DIR):
-    """Every speech file of an installed game: ``[(file number, load)]``, empty when the game
-    is not there."""
+    """Every speech file of an installed game.
+
+    Arguments
+    ---------
+    folder : str
+        The folder of ``sky.dnr`` and ``sky.dsk``.
+
+    Returns
+    -------
+    list of tuple
+        ``[(file number, load)]``, ``load()`` giving :func:`sky_speech`'s result; empty when
+        the game is not there.
+
+    Example
+    -------
+    >>> speech_lines("/no/such/folder")
+    []
+    """
     dnr = os.path.join(folder, "sky.dnr")
     dsk = os.path.join(folder, "sky.dsk")
     if not (os.path.isfile(dnr) and os.path.isfile(dsk)):
@@ -235,19 +297,31 @@ def speech_lines(folder=BASS_DIR):
 
     return [
         (number, lambda o=offset, s=size: load(o, s))
-        for number, (offset, size) in sorted(files.items())
-        if number in SPEECH_FILES
+        for number, (offset, size, marks) in sorted(files.items())
+        if number in SPEECH_FILES and not marks
     ]
 
 
 def bass(folder=BASS_DIR, speakers=BASS_SPEAKERS):
     """Beneath a Steel Sky's speech lines with a speaker ID (``bass_sNN``, from ``speakers``).
 
+    Arguments
+    ---------
+    folder : str
+        The folder of ``sky.dnr`` and ``sky.dsk``.
+    speakers : str
+        The speaker table (``{"speakers": {ID: [file numbers]}}``).
+
     Returns
     -------
     list of tuple
         ``(speaker, key, load)`` recordings (see :mod:`.voice_packages`); empty when the game
-        is not installed.
+        is not installed. Lines in no cluster are left out.
+
+    Example
+    -------
+    >>> bass("/no/such/folder")
+    []
     """
     with open(speakers) as f:
         table = json.load(f)["speakers"]

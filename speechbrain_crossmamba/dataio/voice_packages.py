@@ -27,7 +27,7 @@ amazon-queen)
 (klettres-data)                    (``alpha``) or syllables (``syllab``)
 ``ktuberling``          main       one per language: the names of the        GPL-2+
 (ktuberling-data)                  Potato Guy's objects (``sounds/<lang>``)
-``bass``                main       22 clusters of speaker embeddings         BASS licence
+``bass``                main       21 clusters of speaker embeddings         BASS licence
 (beneath-a-steel-sky)              (``bass_speakers.json``)                  (keep its readme)
 ======================  =========  ========================================  ==================
 
@@ -43,7 +43,7 @@ import zipfile
 
 import numpy as np
 
-from speechbrain_crossmamba.dataio.voice_bass import bass
+from speechbrain_crossmamba.dataio.voice_bass import BASS_SPEAKERS, bass
 from speechbrain_crossmamba.dataio.voice_clips import (
     _decode,
     _read_file,
@@ -313,6 +313,9 @@ SOURCES = {
         bass,
     ),
 }
+
+# sources whose speaker IDs come from a table of this project, not from the package
+SPEAKER_TABLES = {"bass": BASS_SPEAKERS}
 
 
 def package_version(package):
