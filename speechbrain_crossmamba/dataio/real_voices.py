@@ -88,7 +88,9 @@ def installed_version(source):
     version = package_version(SOURCES[source][0])
     if version is None and SOURCES[source][3]():
         version = "unknown"
-    if version is not None and source in SPEAKER_TABLES:  # a new table, a new corpus
+    if (
+        version is not None and source in SPEAKER_TABLES
+    ):  # a new table, a new corpus
         with open(SPEAKER_TABLES[source], "rb") as f:
             version += "+speakers." + hashlib.sha256(f.read()).hexdigest()[:8]
     return version
