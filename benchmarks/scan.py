@@ -20,7 +20,7 @@ slope of time against L above L=1000.
 
 Usage::
 
-    python benchmarks/scan.py                 # full run (~15 min on 2 cores)
+    python benchmarks/scan.py                 # full run (~13 min on 2 cores)
     python benchmarks/scan.py --quick         # small subset (~1 min)
     python benchmarks/scan.py --out results.json
 """
