@@ -325,9 +325,12 @@ def _load(args):
     model = TargetSpeakerExtraction.from_hparams(
         source=args.model, run_opts={"device": args.device}
     )
-    flag = "--label" if model.label_clue else "--enrollment"
-    if (args.label if model.label_clue else args.enrollment) is None:
-        kind = "class label" if model.label_clue else "enrollment"
+    kind, flag, clue = (
+        ("class label", "--label", args.label)
+        if model.label_clue
+        else ("enrollment", "--enrollment", args.enrollment)
+    )
+    if clue is None:
         raise ValueError(f"this model extracts by {kind}: pass {flag}")
     return (
         model,
